@@ -1,0 +1,18 @@
+"""Topic and index names, in one place (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+TOPIC_RAW = "intel.stix.raw"
+TOPIC_DLQ = "intel.dlq"
+TOPIC_ALERTS = "intel.alerts"
+TOPIC_CHANGES = "intel.records.changes"
+
+INDEX_INDICATORS = "threatbay-indicators"
+INDEX_OBJECTS = "threatbay-objects"
+INDEX_ALERTS = "threatbay-alerts"
+INDEX_AUDIT = "threatbay-audit"
+INDEX_AGENCIES = "threatbay-agencies"
+INDEX_STATUS = "threatbay-taxii-status"
+
+GROUP_CORRELATOR = "threatbay-correlator"
+GROUP_ALERTER = "threatbay-alerter"

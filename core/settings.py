@@ -1,0 +1,74 @@
+"""One typed settings object, environment prefix ``THREATBAY_`` (STYLE.md 7).
+
+Backends are chosen by URL: ``bus_url=kafka://host:9092`` or ``sqlite:///path``,
+``store_url=http(s)://es:9200`` or ``sqlite:///path``. The default is the
+embedded SQLite pair under ``data_dir`` so a fresh install needs no servers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigurationError
+
+
+class KafkaSettings(BaseModel):
+    partitions: int = 6
+    replication_factor: int = 1
+    client_id: str = "threatbay"
+    session_timeout_ms: int = 10_000
+    linger_ms: int = 5
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
+
+
+class ElasticsearchSettings(BaseModel):
+    shards: int = 1
+    replicas: int = 0
+    refresh_interval: str = "1s"
+    request_timeout_s: float = 30.0
+
+
+class TaxiiSettings(BaseModel):
+    max_content_length: int = 10 * 1024 * 1024
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    status_retention_hours: int = 48
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="THREATBAY_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    env: Literal["dev", "test", "production"] = "dev"
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".local/share/threatbay")
+    bus_url: str = ""
+    store_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8400
+    kafka: KafkaSettings = KafkaSettings()
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    taxii: TaxiiSettings = TaxiiSettings()
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        if not self.bus_url:
+            self.bus_url = f"sqlite:///{self.data_dir / 'bus.sqlite3'}"
+        if not self.store_url:
+            self.store_url = f"sqlite:///{self.data_dir / 'store.sqlite3'}"
+        return self
+
+    def check_production(self) -> None:
+        """The embedded backends are for one machine; refuse them in production."""
+        if self.env != "production":
+            return
+        for name, url in (("bus_url", self.bus_url), ("store_url", self.store_url)):
+            if url.startswith("sqlite:"):
+                raise ConfigurationError(
+                    f"THREATBAY_{name.upper()}={url} is the embedded backend, which is not "
+                    "allowed with THREATBAY_ENV=production; point it at Kafka / Elasticsearch"
+                )

@@ -1,0 +1,65 @@
+"""The one place that wires stages and backends (cosmicpython ``bootstrap.py``).
+
+Nothing is built at import time; tests pass their own clock and backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.clock import Clock, SystemClock
+from core.ports import Bus, Store
+from core.settings import Settings
+
+
+@dataclass
+class Services:
+    """Everything a stage needs, built once per process."""
+
+    settings: Settings
+    bus: Bus
+    store: Store
+    clock: Clock = field(default_factory=SystemClock)
+
+    def close(self) -> None:
+        self.bus.close()
+        self.store.close()
+
+
+def bus_from_url(url: str, settings: Settings) -> Bus:
+    """Pick the bus adapter by URL scheme (faust ``by_url``)."""
+    if url.startswith("sqlite:"):
+        from backends.embedded_bus import EmbeddedBus
+
+        return EmbeddedBus(url.removeprefix("sqlite://"))
+    if url.startswith("kafka:"):
+        from backends.kafka_bus import KafkaBus
+
+        return KafkaBus(url.removeprefix("kafka://"), settings.kafka)
+    raise ValueError(f"unknown bus URL scheme: {url!r} (use kafka:// or sqlite:///)")
+
+
+def store_from_url(url: str, settings: Settings) -> Store:
+    """Pick the store adapter by URL scheme."""
+    if url.startswith("sqlite:"):
+        from backends.embedded_store import EmbeddedStore
+
+        return EmbeddedStore(url.removeprefix("sqlite://"))
+    if url.startswith(("http:", "https:")):
+        from backends.elasticsearch_store import ElasticsearchStore
+
+        return ElasticsearchStore(url, settings.elasticsearch)
+    raise ValueError(f"unknown store URL scheme: {url!r} (use http(s):// or sqlite:///)")
+
+
+def build(settings: Settings | None = None, clock: Clock | None = None) -> Services:
+    """Build the services named by ``settings`` (embedded SQLite by default)."""
+    settings = settings or Settings()
+    settings.check_production()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Services(
+        settings=settings,
+        bus=bus_from_url(settings.bus_url, settings),
+        store=store_from_url(settings.store_url, settings),
+        clock=clock or SystemClock(),
+    )
