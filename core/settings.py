@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     store_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8400
+    crossborder_file: Path | None = None
+    alert_rules_file: Path | None = None
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
     taxii: TaxiiSettings = TaxiiSettings()

@@ -6,8 +6,11 @@ Nothing is built at import time; tests pass their own clock and backends.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.clock import Clock, SystemClock
+from core.crossborder import default_whitelist, whitelist_from_yaml_text
+from core.policy import SharingPolicy
 from core.ports import Bus, Store
 from core.settings import Settings
 
@@ -20,8 +23,12 @@ class Services:
     bus: Bus
     store: Store
     clock: Clock = field(default_factory=SystemClock)
+    sharing: SharingPolicy = field(default_factory=lambda: SharingPolicy(default_whitelist()))
+    audit: Any = None
 
     def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
         self.bus.close()
         self.store.close()
 
@@ -52,6 +59,14 @@ def store_from_url(url: str, settings: Settings) -> Store:
     raise ValueError(f"unknown store URL scheme: {url!r} (use http(s):// or sqlite:///)")
 
 
+def sharing_policy(settings: Settings) -> SharingPolicy:
+    """The sharing policy with the operator's cross-border whitelist, validated at start-up."""
+    if settings.crossborder_file is None:
+        return SharingPolicy(default_whitelist())
+    text = settings.crossborder_file.read_text(encoding="utf-8")
+    return SharingPolicy(whitelist_from_yaml_text(text))
+
+
 def build(settings: Settings | None = None, clock: Clock | None = None) -> Services:
     """Build the services named by ``settings`` (embedded SQLite by default)."""
     settings = settings or Settings()
@@ -62,4 +77,5 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Servi
         bus=bus_from_url(settings.bus_url, settings),
         store=store_from_url(settings.store_url, settings),
         clock=clock or SystemClock(),
+        sharing=sharing_policy(settings),
     )

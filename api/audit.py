@@ -1,0 +1,140 @@
+"""The append-only audit trail: every write, every read of a marked record, every release.
+
+Entries are buffered and written in bulk by a background flusher so a lookup
+does not wait on an audit write; ``flush()`` drains the buffer (shutdown,
+tests). Each release of a record names what, from which source, to whom,
+whether it crossed a border and under which rule (DOMAIN.md "Sharing").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from core import names
+from core.access import Principal
+from core.clock import Clock, format_timestamp
+from core.ports import Put, Store
+
+if TYPE_CHECKING:
+    from threatbay.bootstrap import Services
+
+log = logging.getLogger("threatbay.audit")
+
+
+class AuditLog:
+    """Buffered, append-only writer of audit entries."""
+
+    def __init__(self, store: Store, clock: Clock, flush_every_s: float = 0.2) -> None:
+        self.store = store
+        self.clock = clock
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flush_every_s = flush_every_s
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="audit", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_every_s):
+            try:
+                self.flush()
+            except Exception:  # the audit flusher must not die; entries stay buffered
+                log.exception("audit flush failed; will retry")
+
+    def append(self, entries: Iterable[dict[str, Any]]) -> None:
+        at = format_timestamp(self.clock.now())
+        with self._lock:
+            for entry in entries:
+                self._buffer.append({"at": at, **entry})
+
+    def flush(self) -> int:
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        if not batch:
+            return 0
+        try:
+            self.store.put_many(
+                names.INDEX_AUDIT,
+                [Put(key=f"{e['at']}|{uuid.uuid4().hex}", doc=e, expected=None) for e in batch],
+            )
+        except Exception:
+            with self._lock:
+                self._buffer[:0] = batch
+            raise
+        return len(batch)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        self.flush()
+
+
+def release_entries(
+    principal: Principal, action: str, view: dict[str, Any], purpose: str, rule: str
+) -> list[dict[str, Any]]:
+    """One entry per source report of ``view`` released to ``principal``."""
+    to_j = principal.agency.jurisdiction
+    entries = []
+    for source in view.get("sources", []) + view.get("sightings", []):
+        entries.append(
+            {
+                "action": action,
+                "purpose": purpose,
+                "actor_agency": principal.agency.id,
+                "actor_jurisdiction": to_j,
+                "to_agency": principal.agency.id,
+                "to_jurisdiction": to_j,
+                "record_key": view.get("key"),
+                "target": source.get("stix_id"),
+                "source_agency": source.get("agency"),
+                "source_jurisdiction": source.get("jurisdiction"),
+                "tlp": source.get("tlp"),
+                "cross_border": source.get("jurisdiction") != to_j,
+                "redacted": bool(source.get("redacted")) or rule.startswith("redact"),
+                "rule": rule,
+            }
+        )
+    return entries
+
+
+def audit_log(services: Services) -> AuditLog:
+    log_: AuditLog | None = getattr(services, "audit", None)
+    if log_ is None:
+        log_ = AuditLog(services.store, services.clock)
+        services.audit = log_  # type: ignore[attr-defined]
+    return log_
+
+
+def record_access(
+    services: Services,
+    principal: Principal,
+    action: str,
+    views: Sequence[dict[str, Any]],
+    purpose: str = "read",
+) -> None:
+    """Audit a release of ``views`` (records as shown) to ``principal``."""
+    entries: list[dict[str, Any]] = []
+    for view in views:
+        sharing = view.get("sharing") or {}
+        entries.extend(
+            release_entries(principal, action, view, purpose, str(sharing.get("rule", "")))
+        )
+    if not entries:
+        entries.append(
+            {
+                "action": action,
+                "purpose": purpose,
+                "actor_agency": principal.agency.id,
+                "actor_jurisdiction": principal.agency.jurisdiction,
+            }
+        )
+    audit_log(services).append(entries)

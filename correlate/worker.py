@@ -1,0 +1,335 @@
+"""The correlation worker: ``intel.stix.raw`` in, scored records in the store.
+
+It only decodes, calls the pure functions of ``correlate.merge`` /
+``correlate.score`` and writes (STYLE.md 6). Guarantees (ARCHITECTURE.md):
+- offsets are committed only after the store acknowledged every write;
+- the store down -> no commit, back off, retry (rewind to the last commit);
+- poison -> ``intel.dlq`` with its reason, then committed;
+- optimistic concurrency: a conflicting write re-reads and re-applies, so two
+  workers on different partitions never lose an update of a shared record;
+- idempotent: re-applying a report already merged changes nothing, so a
+  replay from offset 0 leaves the records as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from core import envelope, names
+from core.clock import Clock, format_timestamp
+from core.envelope import Accepted
+from core.errors import InvalidPattern, StoreUnavailable
+from core.observables import observables
+from core.policy import SharingPolicy, record_audience
+from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Term
+from correlate import merge
+from correlate.objects import store_objects
+from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
+
+log = logging.getLogger("threatbay.correlate")
+
+LINK_FIELDS = {"malware": "malware", "campaign": "campaigns", "intrusion-set": "intrusion_sets"}
+MAX_CONFLICT_RETRIES = 20
+
+
+@dataclass
+class BatchResult:
+    objects: int = 0
+    records_written: int = 0
+    dead_lettered: int = 0
+    conflicts: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Work:
+    """What one batch asks of the records, keyed by canonical key."""
+
+    reports: dict[str, list[merge.Report]] = field(default_factory=dict)
+    sightings: dict[str, list[merge.Report]] = field(default_factory=dict)
+    links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    observables: dict[str, Any] = field(default_factory=dict)
+
+    def keys(self) -> set[str]:
+        return set(self.reports) | set(self.sightings) | set(self.links)
+
+
+class Correlator:
+    """Consumes accepted objects and maintains one record per canonical observable."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        clock: Clock,
+        agency_profile: Callable[[str], AgencyProfile],
+        scorer: Scorer,
+        sharing: SharingPolicy,
+    ) -> None:
+        self.bus = bus
+        self.store = store
+        self.clock = clock
+        self.agency_profile = agency_profile
+        self.scorer = scorer
+        self.sharing = sharing
+
+    # ----------------------------------------------------------------- loop
+
+    def run(self, stop: threading.Event, *, from_beginning: bool = False) -> None:
+        """Consume until ``stop`` is set; transient store failures back off and retry."""
+        consumer = self.bus.consumer(
+            names.TOPIC_RAW, names.GROUP_CORRELATOR, from_beginning=from_beginning
+        )
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    self.step(consumer)
+                    backoff = 0.5
+                except StoreUnavailable as exc:
+                    log.warning("store unavailable, retrying in %.1fs: %s", backoff, exc)
+                    consumer.rewind()
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 30.0)
+        finally:
+            consumer.close()
+
+    def step(self, consumer: Consumer, max_records: int = 200, timeout_s: float = 0.5) -> int:
+        """Process one polled batch; commit only after the store acknowledged it."""
+        messages = consumer.poll(max_records=max_records, timeout_s=timeout_s)
+        if not messages:
+            return 0
+        result = self.process(messages)
+        consumer.commit()
+        return result.objects
+
+    def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
+        """Process until the topic has been empty for ``idle_polls`` polls (tests, replay)."""
+        total, idle = 0, 0
+        while idle < idle_polls:
+            n = self.step(consumer, timeout_s=0.2)
+            total += n
+            idle = idle + 1 if n == 0 else 0
+        return total
+
+    # ---------------------------------------------------------------- batch
+
+    def process(self, messages: list[Incoming]) -> BatchResult:
+        """Decode, merge, score and write one batch of bus messages."""
+        result = BatchResult()
+        accepted: list[Accepted] = []
+        poison: list[Outgoing] = []
+        for message in messages:
+            try:
+                accepted.extend(envelope.decode(message.value))
+            except ValueError as exc:
+                poison.append(_dead_letter(message.key, message.value, str(exc), message))
+        result.objects = len(accepted)
+
+        work = _Work()
+        sighting_refs: dict[str, list[tuple[Accepted, merge.Report]]] = {}
+        link_refs: dict[str, list[tuple[str, str]]] = {}
+        good: list[Accepted] = []
+        for item in accepted:
+            obj = item.obj
+            try:
+                kind = obj.get("type")
+                if kind == "indicator":
+                    self._indicator(work, item)
+                elif kind == "sighting":
+                    ref = obj.get("sighting_of_ref", "")
+                    if ref.startswith("indicator--"):
+                        report = merge.sighting_report(obj, item.provenance)
+                        sighting_refs.setdefault(ref, []).append((item, report))
+                elif kind == "relationship" and obj.get("relationship_type") == "indicates":
+                    target = obj.get("target_ref", "")
+                    field_name = LINK_FIELDS.get(target.split("--", 1)[0])
+                    if field_name and obj.get("source_ref", "").startswith("indicator--"):
+                        link_refs.setdefault(obj["source_ref"], []).append((field_name, target))
+                good.append(item)
+            except (InvalidPattern, KeyError, TypeError, ValueError) as exc:
+                raw = orjson.dumps({"object": obj, "provenance": item.provenance.to_dict()})
+                poison.append(_dead_letter(str(obj.get("id", "")), raw, f"{exc}", None))
+
+        if poison:
+            self.bus.publish(names.TOPIC_DLQ, poison)
+            result.dead_lettered = len(poison)
+
+        store_objects(self.store, good, self.clock, self.sharing)
+        self._resolve_refs(work, sighting_refs, link_refs, good)
+        self._write_records(work, result)
+        if result.changes:
+            self.bus.publish(
+                names.TOPIC_CHANGES,
+                [Outgoing(key=c["key"], value=orjson.dumps(c)) for c in result.changes],
+            )
+        return result
+
+    def _indicator(self, work: _Work, item: Accepted) -> None:
+        obj = item.obj
+        if obj.get("pattern_type", "stix") != "stix":
+            return
+        for observable in observables(obj["pattern"]):
+            report = merge.source_report(obj, item.provenance, observable)
+            work.reports.setdefault(observable.key, []).append(report)
+            work.observables[observable.key] = observable
+
+    def _resolve_refs(
+        self,
+        work: _Work,
+        sighting_refs: dict[str, list[tuple[Accepted, merge.Report]]],
+        link_refs: dict[str, list[tuple[str, str]]],
+        batch: list[Accepted],
+    ) -> None:
+        """Map sightings / relationships to the records of the indicators they name."""
+        # Indicators seen in this batch: their keys are known without a query.
+        keys_of: dict[str, set[str]] = {}
+        for key, reports in work.reports.items():
+            for report in reports:
+                keys_of.setdefault(report["stix_id"], set()).add(key)
+        wanted = (set(sighting_refs) | set(link_refs)) - set(keys_of)
+        if wanted:
+            for key, ids in self._records_naming(wanted).items():
+                for stix_id in ids:
+                    keys_of.setdefault(stix_id, set()).add(key)
+        for ref, entries in sighting_refs.items():
+            for key in keys_of.get(ref, ()):
+                work.sightings.setdefault(key, []).extend(r for _, r in entries)
+        for ref, links in link_refs.items():
+            for key in keys_of.get(ref, ()):
+                work.links.setdefault(key, []).extend(links)
+        # Indicators arriving after their sightings / relationships pick them up.
+        new_ids = {i.obj["id"] for i in batch if i.obj.get("type") == "indicator"}
+        if new_ids:
+            self._attach_earlier(work, keys_of, new_ids)
+
+    def _records_naming(self, stix_ids: set[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        ids = sorted(stix_ids)
+        for start in range(0, len(ids), 500):
+            chunk = tuple(ids[start : start + 500])
+            after = None
+            while True:
+                page = self.store.search(
+                    names.INDEX_INDICATORS,
+                    _query((Term("stix_ids", chunk),), after),
+                )
+                for hit in page.hits:
+                    found[hit.key] = set(hit.doc.get("stix_ids", [])) & stix_ids
+                if not page.more:
+                    break
+                after = page.hits[-1].cursor
+        return found
+
+    def _attach_earlier(
+        self, work: _Work, keys_of: dict[str, set[str]], indicator_ids: set[str]
+    ) -> None:
+        ids = tuple(sorted(indicator_ids))
+        for field_name, ref_field in (("sighting", "sighting_of_ref"), ("relationship", "source_ref")):
+            after = None
+            while True:
+                page = self.store.search(
+                    names.INDEX_OBJECTS,
+                    _query((Term("type", (field_name,)), Term(ref_field, ids)), after),
+                )
+                for hit in page.hits:
+                    obj = hit.doc.get("object", {})
+                    prov = hit.doc.get("provenance")
+                    ref = obj.get(ref_field, "")
+                    for key in keys_of.get(ref, ()):
+                        if field_name == "sighting" and prov:
+                            from core.provenance import Provenance
+
+                            report = merge.sighting_report(obj, Provenance.from_dict(prov))
+                            work.sightings.setdefault(key, []).append(report)
+                        elif obj.get("relationship_type") == "indicates":
+                            target = obj.get("target_ref", "")
+                            link_field = LINK_FIELDS.get(target.split("--", 1)[0])
+                            if link_field:
+                                work.links.setdefault(key, []).append((link_field, target))
+                if not page.more:
+                    break
+                after = page.hits[-1].cursor
+
+    def _write_records(self, work: _Work, result: BatchResult) -> None:
+        pending = work.keys()
+        now = self.clock.now()
+        for _attempt in range(MAX_CONFLICT_RETRIES):
+            if not pending:
+                return
+            existing = self.store.get_many(names.INDEX_INDICATORS, sorted(pending))
+            puts: list[Put] = []
+            changes: dict[str, dict[str, Any]] = {}
+            for key in sorted(pending):
+                stored = existing.get(key)
+                before = stored.doc if stored else None
+                record = merge.copy_record(before) if before else None
+                if record is None:
+                    observable = work.observables.get(key)
+                    if observable is None:
+                        continue  # a sighting/link for a record that vanished
+                    record = merge.new_record(observable)
+                changed = False
+                for report in work.reports.get(key, []):
+                    changed |= merge.apply_report(record, report)
+                for sighting in work.sightings.get(key, []):
+                    changed |= merge.apply_sighting(record, sighting)
+                for link_field, ref in work.links.get(key, []):
+                    changed |= merge.link(record, link_field, ref)
+                if not changed:
+                    continue
+                merge.summarise(record)
+                self.scorer.apply(record, self.agency_profile, now)
+                record["audience"] = record_audience(self.sharing, record)
+                puts.append(
+                    Put(key=key, doc=record, expected=stored.version if stored else None)
+                )
+                kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
+                changes[key] = {
+                    "key": key,
+                    "kinds": kinds,
+                    "at": format_timestamp(now),
+                    "record": record,
+                }
+            if not puts:
+                return
+            results = self.store.put_many(names.INDEX_INDICATORS, puts)
+            conflicted = {r.key for r in results if r.conflict}
+            failed = [r.key for r in results if not r.ok and not r.conflict]
+            if failed:
+                raise StoreUnavailable(f"store refused writes for {failed[:5]}")
+            result.records_written += len(puts) - len(conflicted)
+            result.conflicts += len(conflicted)
+            result.changes.extend(c for k, c in changes.items() if k not in conflicted)
+            pending = conflicted
+            if pending:
+                time.sleep(0.005)
+        raise StoreUnavailable(f"gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
+
+
+def _query(filters: tuple[Any, ...], after: tuple[Any, ...] | None) -> Any:
+    from core.ports import Query
+
+    return Query(filters=filters, limit=500, after=after)
+
+
+def _dead_letter(
+    key: str, value: bytes, reason: str, message: Incoming | None
+) -> Outgoing:
+    headers = {"reason": reason[:1000]}
+    if message is not None:
+        headers.update(
+            {
+                "source-topic": message.topic,
+                "source-partition": str(message.partition),
+                "source-offset": str(message.offset),
+            }
+        )
+    return Outgoing(key=key or "unknown", value=value, headers=headers)

@@ -1,0 +1,76 @@
+"""The ``threatbay`` command line: run the platform, one stage, or manage it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.settings import Settings
+
+app = typer.Typer(help="ThreatBay: joint threat-intelligence exchange and early warning.")
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the embedded backends keep their files.")
+]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run every stage in one process (API, correlator, alert engine, notifier)."""
+    from threatbay import stages
+
+    settings = _settings(data_dir)
+    stages.serve_all(settings, host or settings.host, port or settings.port)
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run only the API (TAXII push/pull, analyst API, stream)."""
+    from threatbay import stages
+
+    settings = _settings(data_dir)
+    stages.serve_api(settings, host or settings.host, port or settings.port)
+
+
+@app.command()
+def correlate(
+    data_dir: DataDir = None,
+    from_beginning: Annotated[bool, typer.Option(help="Replay the topic from offset 0.")] = False,
+) -> None:
+    """Run only the correlation worker."""
+    from threatbay import stages
+
+    stages.run_correlator(_settings(data_dir), from_beginning=from_beginning)
+
+
+@app.command()
+def alerts(data_dir: DataDir = None) -> None:
+    """Run only the alert engine and notifier."""
+    from threatbay import stages
+
+    stages.run_alerter(_settings(data_dir))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

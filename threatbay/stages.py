@@ -1,0 +1,127 @@
+"""Build and run the stages on the backends the settings name.
+
+``serve_all`` runs everything in one process (the embedded default);
+``serve_api`` / ``run_correlator`` / ``run_alerter`` run one stage each for
+the production stack (deploy/compose.yaml).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.settings import Settings
+from threatbay.bootstrap import Services, build
+
+log = logging.getLogger("threatbay")
+
+
+@dataclass
+class Loops:
+    """Background loops of one process, stopped together."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        def guarded() -> None:
+            while not self.stop.is_set():
+                try:
+                    target(self.stop)
+                    return
+                except Exception:  # a loop must never die silently; log and restart it
+                    log.exception("loop %s crashed; restarting in 1 s", name)
+                    self.stop.wait(1.0)
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def correlator_for(services: Services):  # type: ignore[no-untyped-def]
+    """The correlation worker wired to this process's services."""
+    from correlate.score import Scorer
+    from correlate.worker import Correlator
+    from threatbay.wiring import agency_profiles, shared_warninglists
+
+    return Correlator(
+        services.bus,
+        services.store,
+        services.clock,
+        agency_profiles(services),
+        Scorer(shared_warninglists()),
+        services.sharing,
+    )
+
+
+def start_correlator(services: Services, loops: Loops, *, from_beginning: bool = False) -> None:
+    correlator = correlator_for(services)
+    loops.start("correlator", lambda stop: correlator.run(stop, from_beginning=from_beginning))
+
+
+def start_alerter(services: Services, loops: Loops) -> None:
+    from threatbay.wiring import start_alert_loops
+
+    start_alert_loops(services, loops)
+
+
+def _uvicorn(services: Services, host: str, port: int, loops: Loops) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(services)
+    print(f"ThreatBay listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    print(f"  bus:   {services.settings.bus_url}\n  store: {services.settings.store_url}")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        loops.shutdown()
+        services.close()
+
+
+def serve_all(settings: Settings, host: str, port: int) -> None:
+    """API + correlator + alert engine + notifier in one process."""
+    services = build(settings)
+    loops = Loops()
+    start_correlator(services, loops)
+    start_alerter(services, loops)
+    _uvicorn(services, host, port, loops)
+
+
+def serve_api(settings: Settings, host: str, port: int) -> None:
+    services = build(settings)
+    _uvicorn(services, host, port, Loops())
+
+
+def _run_until_signal(services: Services, loops: Loops) -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    loops.shutdown()
+    services.close()
+
+
+def run_correlator(settings: Settings, *, from_beginning: bool = False) -> None:
+    services = build(settings)
+    loops = Loops()
+    start_correlator(services, loops, from_beginning=from_beginning)
+    print(f"correlator consuming {settings.bus_url} -> {settings.store_url}")
+    _run_until_signal(services, loops)
+
+
+def run_alerter(settings: Settings) -> None:
+    services = build(settings)
+    loops = Loops()
+    start_alerter(services, loops)
+    print(f"alert engine consuming {settings.bus_url} -> {settings.store_url}")
+    _run_until_signal(services, loops)
