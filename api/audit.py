@@ -12,12 +12,17 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from fastapi import APIRouter, Depends, Query, Request
+
+from api.auth import require_role
+from api.taxii.errors import TaxiiError
 from core import names
 from core.access import Principal
 from core.clock import Clock, format_timestamp
-from core.ports import Put, Store
+from core.ports import Put, Range, Sort, Store, Term
+from core.ports import Query as StoreQuery
 
 if TYPE_CHECKING:
     from threatbay.bootstrap import Services
@@ -138,3 +143,106 @@ def record_access(
             }
         )
     audit_log(services).append(entries)
+
+
+def _all(store: Store, index: str, filters: tuple[Any, ...], limit: int = 10_000) -> list[Any]:
+    hits: list[Any] = []
+    after = None
+    while len(hits) < limit:
+        page = store.search(
+            index, StoreQuery(filters=filters, sort=(Sort("at"),), limit=500, after=after)
+        )
+        hits.extend(page.hits)
+        if not page.more or not page.hits:
+            break
+        after = page.hits[-1].cursor
+    return hits[:limit]
+
+
+def trace(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+    """A record back to each source report (and its versions) and forward to every release."""
+    ids = tuple(record.get("stix_ids", []))
+    versions: list[dict[str, Any]] = []
+    if ids:
+        page = store.search(
+            names.INDEX_OBJECTS,
+            StoreQuery(filters=(Term("id", ids),), sort=(Sort("date_added"),), limit=1000),
+        )
+        versions = [
+            {
+                "id": h.doc["id"],
+                "version": h.doc.get("version"),
+                "date_added": h.doc.get("date_added"),
+                "agency": h.doc.get("agency"),
+                "jurisdiction": h.doc.get("jurisdiction"),
+                "tlp": h.doc.get("tlp"),
+                "request_id": (h.doc.get("provenance") or {}).get("request_id"),
+            }  # fmt: skip
+            for h in page.hits
+        ]
+    releases = [
+        h.doc for h in _all(store, names.INDEX_AUDIT, (Term("record_key", (record["key"],)),))
+    ]
+    return {
+        "key": record["key"],
+        "sources": [
+            {
+                k: s.get(k)
+                for k in (
+                    "agency",
+                    "jurisdiction",
+                    "stix_id",
+                    "modified",
+                    "tlp",
+                    "revoked",
+                    "first_seen",
+                    "last_seen",
+                )
+            }  # fmt: skip
+            for s in record.get("sources", [])
+        ],
+        "versions": versions,
+        "releases": releases,
+        "reached": sorted(
+            {(r.get("to_agency"), r.get("to_jurisdiction")) for r in releases if r.get("to_agency")}
+        ),  # fmt: skip
+    }
+
+
+def export(store: Store, since: str | None, until: str | None, limit: int) -> list[dict[str, Any]]:
+    """Audit entries in a time range, oldest first (admin export)."""
+    filters: tuple[Any, ...] = (Range("at", gte=since, lte=until),) if (since or until) else ()
+    return [h.doc for h in _all(store, names.INDEX_AUDIT, filters, limit)]
+
+
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+
+def router() -> APIRouter:
+    """Admin routes: trace a record, export the audit log."""
+    r = APIRouter(prefix="/api/v1", tags=["audit"])
+
+    @r.get("/trace/{key:path}", summary="Trace a record to its sources and every release")
+    def trace_record(request: Request, principal: Admin, key: str) -> dict[str, Any]:
+        s = request.app.state.services
+        audit_log(s).flush()
+        stored = s.store.get(names.INDEX_INDICATORS, key)
+        if stored is None:
+            raise TaxiiError(404, "Not Found", f"no indicator record {key!r}")
+        s.store.refresh(names.INDEX_AUDIT)
+        return trace(s.store, stored.doc)
+
+    @r.get("/audit", summary="Export the audit log for a time range (admin only)")
+    def export_audit(
+        request: Request,
+        principal: Admin,
+        since: str | None = None,
+        until: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    ) -> dict[str, Any]:
+        s = request.app.state.services
+        audit_log(s).flush()
+        s.store.refresh(names.INDEX_AUDIT)
+        return {"entries": export(s.store, since, until, limit)}
+
+    return r

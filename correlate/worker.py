@@ -232,7 +232,10 @@ class Correlator:
         self, work: _Work, keys_of: dict[str, set[str]], indicator_ids: set[str]
     ) -> None:
         ids = tuple(sorted(indicator_ids))
-        for field_name, ref_field in (("sighting", "sighting_of_ref"), ("relationship", "source_ref")):
+        for field_name, ref_field in (
+            ("sighting", "sighting_of_ref"),
+            ("relationship", "source_ref"),
+        ):
             after = None
             while True:
                 page = self.store.search(
@@ -288,9 +291,7 @@ class Correlator:
                 merge.summarise(record)
                 self.scorer.apply(record, self.agency_profile, now)
                 record["audience"] = record_audience(self.sharing, record)
-                puts.append(
-                    Put(key=key, doc=record, expected=stored.version if stored else None)
-                )
+                puts.append(Put(key=key, doc=record, expected=stored.version if stored else None))
                 kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
                 changes[key] = {
                     "key": key,
@@ -320,9 +321,7 @@ def _query(filters: tuple[Any, ...], after: tuple[Any, ...] | None) -> Any:
     return Query(filters=filters, limit=500, after=after)
 
 
-def _dead_letter(
-    key: str, value: bytes, reason: str, message: Incoming | None
-) -> Outgoing:
+def _dead_letter(key: str, value: bytes, reason: str, message: Incoming | None) -> Outgoing:
     headers = {"reason": reason[:1000]}
     if message is not None:
         headers.update(

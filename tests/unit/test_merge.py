@@ -12,8 +12,13 @@ GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
 RED = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
 
 
-def indicator(modified: str, *, stix_id: str = "indicator--11111111-1111-4111-8111-111111111111",
-              revoked: bool = False, markings: list[str] | None = None) -> dict[str, Any]:
+def indicator(
+    modified: str,
+    *,
+    stix_id: str = "indicator--11111111-1111-4111-8111-111111111111",
+    revoked: bool = False,
+    markings: list[str] | None = None,
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "type": "indicator",
         "spec_version": "2.1",
@@ -60,8 +65,9 @@ def test_older_version_arriving_late_changes_nothing() -> None:
     older = indicator("2026-01-01T00:00:00.000Z")
     record = merged((newer, prov("hk-govcert", "HK")))
     (observable,) = observables(older["pattern"])
-    changed = merge.apply_report(record, merge.source_report(older, prov("hk-govcert", "HK"),
-                                                             observable))
+    changed = merge.apply_report(
+        record, merge.source_report(older, prov("hk-govcert", "HK"), observable)
+    )
     assert changed is False
     assert record["sources"][0]["modified"] == "2026-01-05T00:00:00.000Z"
 
@@ -70,8 +76,9 @@ def test_replaying_the_same_version_is_not_a_change() -> None:
     obj = indicator("2026-01-01T00:00:00.000Z")
     record = merged((obj, prov("hk-govcert", "HK")))
     (observable,) = observables(obj["pattern"])
-    assert not merge.apply_report(record, merge.source_report(obj, prov("hk-govcert", "HK"),
-                                                              observable))
+    assert not merge.apply_report(
+        record, merge.source_report(obj, prov("hk-govcert", "HK"), observable)
+    )
 
 
 def test_revocation_withdraws_and_cannot_be_undone_by_a_late_old_version() -> None:
@@ -88,8 +95,14 @@ def test_revocation_withdraws_and_cannot_be_undone_by_a_late_old_version() -> No
 def test_two_jurisdictions_corroborate_and_tlp_is_most_restrictive() -> None:
     record = merged(
         (indicator("2026-01-01T00:00:00.000Z", markings=[GREEN]), prov("hk-govcert", "HK")),
-        (indicator("2026-01-01T00:00:00.000Z", stix_id="indicator--22222222-2222-4222-8222-"
-                   "222222222222", markings=[RED]), prov("gd-cert", "GD")),
+        (
+            indicator(
+                "2026-01-01T00:00:00.000Z",
+                stix_id="indicator--22222222-2222-4222-8222-222222222222",
+                markings=[RED],
+            ),
+            prov("gd-cert", "GD"),
+        ),
     )
     assert record["agencies"] == ["gd-cert", "hk-govcert"]
     assert record["jurisdictions"] == ["GD", "HK"]
@@ -101,8 +114,9 @@ def test_change_kinds_name_what_matters_to_alerting() -> None:
     first = merged((indicator("2026-01-01T00:00:00.000Z"), prov("hk-govcert", "HK")))
     assert merge.change_kinds(None, first, [50.0]) == ["new_record"]
     second = merge.copy_record(first)
-    obj = indicator("2026-01-01T00:00:00.000Z",
-                    stix_id="indicator--33333333-3333-4333-8333-333333333333")
+    obj = indicator(
+        "2026-01-01T00:00:00.000Z", stix_id="indicator--33333333-3333-4333-8333-333333333333"
+    )
     (observable,) = observables(obj["pattern"])
     merge.apply_report(second, merge.source_report(obj, prov("mo-caric", "MO"), observable))
     merge.summarise(second)
