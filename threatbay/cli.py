@@ -9,8 +9,10 @@ from typing import Annotated
 import typer
 
 from core.settings import Settings
+from threatbay.cli_feeds import feeds_app
 
 app = typer.Typer(help="ThreatBay: joint threat-intelligence exchange and early warning.")
+app.add_typer(feeds_app, name="feeds")
 
 
 def _settings(data_dir: Path | None) -> Settings:
