@@ -22,7 +22,7 @@ class KafkaSettings(BaseModel):
     client_id: str = "threatbay"
     session_timeout_ms: int = 10_000
     linger_ms: int = 5
-    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
 
 
 class ElasticsearchSettings(BaseModel):
@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     store_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8400
+    namespace: str = ""
+    """Prefix of every Kafka topic and Elasticsearch index (isolates tests and benchmarks)."""
     crossborder_file: Path | None = None
     alert_rules_file: Path | None = None
     kafka: KafkaSettings = KafkaSettings()

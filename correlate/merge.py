@@ -134,7 +134,10 @@ def summarise(record: Record) -> None:
         {s["jurisdiction"] for s in shown} | {s["jurisdiction"] for s in sightings}
     )
     record["agency_count"] = len({s["agency"] for s in live})
-    record["jurisdiction_count"] = len({s["jurisdiction"] for s in live})
+    # A feed is a source, not a jurisdiction's word: it never makes a report "cross-border".
+    record["jurisdiction_count"] = len(
+        {s["jurisdiction"] for s in live if s.get("source_kind", "agency") == "agency"}
+    )
     record["stix_ids"] = sorted({s["stix_id"] for s in sources} | {s["stix_id"] for s in sightings})
     record["tlp"] = most_restrictive([s["tlp"] for s in sources] + [s["tlp"] for s in sightings])
     record["labels"] = sorted({label for s in live for label in s.get("labels", [])})
