@@ -9,6 +9,7 @@ TOPIC_CHANGES = "intel.records.changes"
 
 INDEX_INDICATORS = "threatbay-indicators"
 INDEX_OBJECTS = "threatbay-objects"
+INDEX_OBJECT_VERSIONS = "threatbay-object-versions"
 INDEX_ALERTS = "threatbay-alerts"
 INDEX_AUDIT = "threatbay-audit"
 INDEX_AGENCIES = "threatbay-agencies"

@@ -1,0 +1,354 @@
+"""Alerts API under ``/api/v1/alerts`` (issue 5, "Analyst and dashboard API").
+
+List with filters and an opaque cursor, detail with timeline, acknowledge,
+resolve, comment. Every route is authenticated (``api/auth.py``),
+role-checked, filtered per reader by the sharing policy (an alert shows only
+the indicators the reader may see and is hidden when none is), and written
+to the audit log. Alerts are also rendered as STIX 2.1 ``report`` objects
+(``alert_to_stix``) with the level in the ``x_threatbay_alert`` property.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.audit import audit_log
+from api.auth import CurrentPrincipal
+from api.taxii.errors import TaxiiError
+from core import names, policy
+from core.access import Principal
+from core.alerts import (
+    Alert,
+    AlertError,
+    acknowledge,
+    alert_to_stix,
+    comment,
+    reader_view,
+    resolve,
+)
+from core.ports import Filter, Range, Sort, Term, Text
+from core.ports import Query as StoreQuery
+from correlate.alerter import AlertBook
+
+READ_ROLES = ("analyst", "dashboard", "admin")
+ACT_ROLES = ("analyst", "admin")
+
+
+# ------------------------------------------------------------------ views
+
+
+def reader_of(principal: Principal) -> policy.Reader:
+    return policy.Reader(
+        agency_id=principal.agency.id,
+        jurisdiction=principal.agency.jurisdiction,
+        roles=frozenset(principal.roles),
+    )
+
+
+def alert_view(
+    sharing: policy.SharingPolicy, reader: policy.Reader, purpose: policy.Purpose, alert: Alert
+) -> Alert | None:
+    """The alert as ``reader`` may see it for ``purpose``; None when nothing in it is visible.
+
+    DOMAIN.md "Sharing": each indicator goes through ``decide_record``; agency
+    names the reader may not see are removed from the alert and its timeline.
+    """
+
+    def allow(indicator: dict[str, Any]) -> dict[str, Any] | None:
+        decision = policy.decide_record(sharing, reader, purpose, indicator)
+        return decision.view if decision.shown else None
+
+    view = reader_view(alert, allow)
+    if view is None:
+        return None
+    visible = {a for i in view["indicators"] for a in i.get("agencies") or []}
+    visible |= {
+        s["acknowledged_by"] for s in alert["jurisdiction_state"].values() if s["acknowledged_by"]
+    }
+    visible |= {e["by"] for e in alert["timeline"] if e.get("by")}
+    view["agencies"] = sorted(a for a in alert["agencies"] if a in visible)
+    view["timeline"] = [
+        {**e, "new_agencies": [a for a in e["new_agencies"] if a in visible]}
+        if "new_agencies" in e
+        else e
+        for e in alert["timeline"]
+    ]
+    return view
+
+
+# ----------------------------------------------------------------- cursor
+
+
+def encode_cursor(values: tuple[Any, ...]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[Any, ...]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        values = orjson.loads(raw)
+    except (binascii.Error, orjson.JSONDecodeError, ValueError) as exc:
+        raise TaxiiError(400, "Bad Request", "malformed cursor") from exc
+    if not isinstance(values, list):
+        raise TaxiiError(400, "Bad Request", "malformed cursor")
+    return tuple(values)
+
+
+# ------------------------------------------------------------------ audit
+
+
+def audit(
+    services: Any, action: str, principal: Principal, target: str | None, **extra: Any
+) -> None:
+    """Append one entry to the shared buffered audit log (``api/audit.py``)."""
+    audit_log(services).append(
+        [
+            {
+                "action": action,
+                "actor_agency": principal.agency.id,
+                "actor_jurisdiction": principal.agency.jurisdiction,
+                "actor_key_id": principal.key_id,
+                "target": target,
+                **extra,
+            }
+        ]
+    )
+
+
+# ------------------------------------------------------------------ router
+
+
+class AckIn(BaseModel):
+    note: str | None = Field(None, max_length=2000)
+
+
+class ResolveIn(BaseModel):
+    reason: str | None = Field(None, max_length=2000)
+
+
+class CommentIn(BaseModel):
+    text: str = Field(..., min_length=1, max_length=4000)
+
+
+def _require(principal: Principal, roles: tuple[str, ...]) -> None:
+    if not principal.has(*roles):
+        raise TaxiiError(403, "Forbidden", f"this needs one of the roles {list(roles)}")
+
+
+def _sharing(request: Request) -> policy.SharingPolicy:
+    sharing: policy.SharingPolicy = request.app.state.sharing_policy
+    return sharing
+
+
+def _book(request: Request) -> AlertBook:
+    book = getattr(request.app.state, "alert_book", None)
+    if book is None:
+        services = request.app.state.services
+        book = AlertBook(
+            services.store, services.bus, services.clock, request.app.state.sharing_policy
+        )
+        book.services = services
+        request.app.state.alert_book = book
+    return book
+
+
+Book = Annotated[AlertBook, Depends(_book)]
+Sharing = Annotated[policy.SharingPolicy, Depends(_sharing)]
+LevelName = Literal["RED", "ORANGE", "YELLOW", "BLUE"]
+StatusName = Literal["open", "resolved", "expired"]
+
+
+def _error_status(err: AlertError) -> int:
+    return {"not_concerned": 403, "already_acknowledged": 409, "not_open": 409}.get(err.code, 422)
+
+
+def alerts_router() -> APIRouter:
+    """``/api/v1/alerts``: list, detail, acknowledge, resolve, comment."""
+    router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+
+    @router.get("")
+    def list_alerts(
+        principal: CurrentPrincipal,
+        book: Book,
+        sharing: Sharing,
+        level: Annotated[list[LevelName] | None, Query()] = None,
+        status: Annotated[list[StatusName] | None, Query()] = None,
+        jurisdiction: Annotated[list[str] | None, Query()] = None,
+        agency: Annotated[list[str] | None, Query()] = None,
+        rule: Annotated[list[str] | None, Query()] = None,
+        since: str | None = None,
+        until: str | None = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> JSONResponse:
+        """Alerts visible to the caller, most severe then newest first."""
+        _require(principal, READ_ROLES)
+        filters: list[Filter] = []
+        for fld, values in (
+            ("level", level),
+            ("status", status),
+            ("jurisdictions", jurisdiction),
+            ("agencies", agency),
+            ("rules", rule),
+        ):
+            if values:
+                filters.append(Term(fld if fld != "rules" else "rule", tuple(values)))
+        if since or until:
+            filters.append(Range("updated", gte=since, lte=until))
+        if q:
+            filters.append(Text(("title",), q))
+        reader = reader_of(principal)
+        after = decode_cursor(cursor) if cursor else None
+        items: list[dict[str, Any]] = []
+        more = True
+        # Hidden alerts are skipped; keep reading pages until the caller's page is full.
+        for _round in range(10):
+            page = book.store.search(
+                names.INDEX_ALERTS,
+                StoreQuery(
+                    filters=tuple(filters),
+                    sort=(Sort("level_rank", "desc"), Sort("updated", "desc")),
+                    limit=limit - len(items),
+                    after=after,
+                ),
+            )
+            for hit in page.hits:
+                view = alert_view(sharing, reader, policy.Purpose.READ, hit.doc)
+                if view is not None:
+                    view.pop("timeline", None)
+                    items.append(view)
+            more = page.more
+            if page.hits:
+                after = page.hits[-1].cursor
+            if len(items) >= limit or not more:
+                break
+        audit(
+            book.services,
+            "alerts.list",
+            principal,
+            None,
+            purpose="read",
+            count=len(items),
+        )
+        return JSONResponse(
+            {
+                "items": items,
+                "next_cursor": encode_cursor(after) if more and after is not None else None,
+            }
+        )
+
+    @router.get("/{alert_id}")
+    def get_alert(
+        alert_id: str,
+        principal: CurrentPrincipal,
+        book: Book,
+        sharing: Sharing,
+        format: Literal["json", "stix"] = "json",
+    ) -> JSONResponse:
+        """One alert with its timeline (``format=stix`` gives the STIX ``report``)."""
+        _require(principal, READ_ROLES)
+        stored = book.get(alert_id)
+        view = (
+            alert_view(sharing, reader_of(principal), policy.Purpose.READ, stored.doc)
+            if stored
+            else None
+        )
+        if view is None:
+            raise TaxiiError(404, "Not Found", f"no alert {alert_id} visible to you")
+        audit(book.services, "alerts.read", principal, alert_id, purpose="read")
+        if format == "stix":
+            return JSONResponse(alert_to_stix(view))
+        return JSONResponse(view)
+
+    def _act(
+        alert_id: str,
+        principal: Principal,
+        book: Book,
+        sharing: Sharing,
+        action: str,
+        change: Any,
+        status_code: int = 200,
+        **audit_extra: Any,
+    ) -> JSONResponse:
+        _require(principal, ACT_ROLES)
+        reader = reader_of(principal)
+        stored = book.get(alert_id)
+        if stored is None or alert_view(sharing, reader, policy.Purpose.READ, stored.doc) is None:
+            raise TaxiiError(404, "Not Found", f"no alert {alert_id} visible to you")
+        outcome = book.transact(alert_id, change)
+        if outcome is None:
+            raise TaxiiError(404, "Not Found", f"no alert {alert_id}")
+        if isinstance(outcome, AlertError):
+            return JSONResponse(
+                {"detail": outcome.message, "code": outcome.code},
+                status_code=_error_status(outcome),
+            )
+        audit(book.services, action, principal, alert_id, **audit_extra)
+        view = alert_view(sharing, reader, policy.Purpose.READ, outcome[0])
+        return JSONResponse(view, status_code=status_code)
+
+    @router.post("/{alert_id}/acknowledge")
+    def acknowledge_alert(
+        alert_id: str,
+        principal: CurrentPrincipal,
+        book: Book,
+        sharing: Sharing,
+        body: AckIn | None = None,
+    ) -> JSONResponse:
+        """Acknowledge for the caller's jurisdiction (analyst/admin of a concerned one)."""
+        agency = principal.agency
+        note = body.note if body else None
+        return _act(
+            alert_id,
+            principal,
+            book,
+            sharing,
+            "alerts.acknowledge",
+            lambda a: acknowledge(a, agency.id, agency.jurisdiction, book.clock.now(), note),
+        )
+
+    @router.post("/{alert_id}/resolve")
+    def resolve_alert(
+        alert_id: str,
+        principal: CurrentPrincipal,
+        book: Book,
+        sharing: Sharing,
+        body: ResolveIn | None = None,
+    ) -> JSONResponse:
+        """Resolve the alert (analyst/admin of a concerned jurisdiction)."""
+        agency = principal.agency
+        reason = body.reason if body else None
+        return _act(
+            alert_id,
+            principal,
+            book,
+            sharing,
+            "alerts.resolve",
+            lambda a: resolve(a, agency.id, agency.jurisdiction, book.clock.now(), reason),
+        )
+
+    @router.post("/{alert_id}/comments", status_code=201)
+    def comment_alert(
+        alert_id: str, body: CommentIn, principal: CurrentPrincipal, book: Book, sharing: Sharing
+    ) -> JSONResponse:
+        """Add a comment to the timeline."""
+        agency = principal.agency
+        return _act(
+            alert_id,
+            principal,
+            book,
+            sharing,
+            "alerts.comment",
+            lambda a: comment(a, agency.id, agency.jurisdiction, body.text, book.clock.now()),
+            status_code=201,
+        )
+
+    return router

@@ -1,0 +1,177 @@
+"""Live stream of alert events: Server-Sent Events at ``GET /api/v1/stream``.
+
+Issue 5 "Delivery". Each event has an ``id:`` line (its alert-event id, which
+sorts by stream sequence); a client reconnecting with ``Last-Event-ID``
+resumes after that id. Every event is shown only with the reader's view of
+its alert (``Purpose.STREAM``); events of alerts the reader may not see are
+skipped. The stream polls ``threatbay-alert-events`` every ``poll_s``
+(~250 ms), which works on both backends, and sends a heartbeat comment when
+idle so proxies keep the connection open.
+
+Writers in other processes may commit an event slightly after a later-numbered
+one; the poll therefore re-reads a short ``lag`` window behind the newest
+event sent and skips ids it already sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from api.alerts import READ_ROLES, alert_view, audit, reader_of
+from api.auth import CurrentPrincipal
+from api.taxii.errors import TaxiiError
+from core import names, policy
+from core.ports import Query as StoreQuery
+from core.ports import Range, Sort, Store
+from correlate.alerter import stream_seq_of
+
+LAG_US = 5_000_000
+
+
+def format_sse(event_id: str, kind: str, data: dict[str, Any]) -> bytes:
+    """One SSE frame (``id``, ``event``, ``data``) terminated by a blank line."""
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event_id.encode(),
+        kind.encode(),
+        orjson.dumps(data),
+    )
+
+
+def events_after(store: Store, after_seq: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Alert events with a stream sequence above ``after_seq``, in order."""
+    page = store.search(
+        names.INDEX_ALERT_EVENTS,
+        StoreQuery(
+            filters=(Range("stream_seq", gt=after_seq),),
+            sort=(Sort("stream_seq"), Sort("id")),
+            limit=limit,
+        ),
+    )
+    return [h.doc for h in page.hits]
+
+
+async def alert_stream(
+    request: Request,
+    store: Store,
+    sharing: policy.SharingPolicy,
+    reader: policy.Reader,
+    last_event_id: str | None,
+    *,
+    poll_s: float = 0.25,
+    heartbeat_s: float = 15.0,
+    max_events: int | None = None,
+    max_seconds: float | None = None,
+) -> AsyncIterator[bytes]:
+    """The SSE byte stream for one reader (see module docstring)."""
+    resumed = stream_seq_of(last_event_id) if last_event_id else None
+    # A fresh connection starts after the newest event; a resumed one after its id.
+    floor = resumed if resumed is not None else await asyncio.to_thread(_latest_seq, store)
+    high = floor
+    sent: OrderedDict[str, None] = OrderedDict()
+    idle = 0.0
+    emitted = 0
+    yield b": connected\nretry: 2000\n\n"
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + max_seconds if max_seconds is not None else None
+    while not await request.is_disconnected():
+        if stop_at is not None and loop.time() >= stop_at:
+            return
+        since = max(high - LAG_US, floor)
+        batch = await asyncio.to_thread(events_after, store, since)
+        fresh = [
+            e
+            for e in batch
+            if e["id"] not in sent
+            and e["stream_seq"] > floor
+            and (last_event_id is None or e["id"] != last_event_id)
+        ]
+        alerts = (
+            await asyncio.to_thread(
+                store.get_many, names.INDEX_ALERTS, sorted({e["alert_id"] for e in fresh})
+            )
+            if fresh
+            else {}
+        )
+        for event in fresh:
+            sent[event["id"]] = None
+            high = max(high, int(event["stream_seq"]))
+            stored = alerts.get(event["alert_id"])
+            view = (
+                alert_view(sharing, reader, policy.Purpose.STREAM, stored.doc) if stored else None
+            )
+            if view is None:
+                continue
+            view.pop("timeline", None)
+            yield format_sse(
+                event["id"],
+                event["type"],
+                {"event": event["event"], "alert_id": event["alert_id"], "alert": view},
+            )
+            emitted += 1
+            idle = 0.0
+            if max_events is not None and emitted >= max_events:
+                return
+        while len(sent) > 10_000:
+            sent.popitem(last=False)
+        if not fresh:
+            idle += poll_s
+            if idle >= heartbeat_s:
+                idle = 0.0
+                yield b": heartbeat\n\n"
+        await asyncio.sleep(poll_s)
+
+
+def _latest_seq(store: Store) -> int:
+    page = store.search(
+        names.INDEX_ALERT_EVENTS, StoreQuery(sort=(Sort("stream_seq", "desc"),), limit=1)
+    )
+    return int(page.hits[0].doc["stream_seq"]) if page.hits else 0
+
+
+def stream_router() -> APIRouter:
+    """``GET /api/v1/stream``: SSE of alert events (analyst, dashboard, admin)."""
+    router = APIRouter(prefix="/api/v1", tags=["stream"])
+
+    @router.get("/stream", response_class=StreamingResponse)
+    async def stream(
+        request: Request,
+        principal: CurrentPrincipal,
+        max_events: Annotated[int | None, Query(ge=1)] = None,
+        max_seconds: Annotated[float | None, Query(gt=0, le=3600)] = None,
+    ) -> StreamingResponse:
+        """Server-Sent Events; resume with ``Last-Event-ID`` (or ``?last_event_id=``)."""
+        if not principal.has(*READ_ROLES):
+            raise TaxiiError(403, "Forbidden", f"this needs one of the roles {list(READ_ROLES)}")
+        services = request.app.state.services
+        last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        audit(
+            services,
+            "stream.open",
+            principal,
+            None,
+            purpose="stream",
+            resume_from=last,
+        )
+        body = alert_stream(
+            request,
+            services.store,
+            request.app.state.sharing_policy,
+            reader_of(principal),
+            last,
+            max_events=max_events,
+            max_seconds=max_seconds,
+        )
+        return StreamingResponse(
+            body,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router

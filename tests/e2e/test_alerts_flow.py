@@ -1,0 +1,632 @@
+"""Early warning end to end on the embedded backends (issue 5 "Done means").
+
+TAXII push by two agencies in different jurisdictions -> correlator -> alert
+engine -> alert API, webhooks to a real local HTTP receiver that verifies
+signatures, SSE with resume, acknowledgement, escalation on a fake clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.alerts import alerts_router
+from api.app import create_app
+from api.audit import audit_log
+from api.registry import AgencyRegistry
+from api.stream import stream_router
+from api.webhooks import Deliverer, Notifier, WebhookDirectory, webhooks_router
+from core import names
+from core.access import Agency
+from core.clock import FakeClock, format_timestamp
+from core.ports import Consumer, Outgoing, Put, Query, Term
+from core.settings import Settings
+from core.webhook_signing import (
+    HEADER_DELIVERY,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    ReplayGuard,
+    verify,
+)
+from correlate.alerter import AlertBook, AlertEngine, escalation_tick
+from correlate.objects import default_sharing
+from correlate.rules import load_ruleset
+from correlate.worker import Correlator
+from tests.e2e.conftest import Key, indicator
+from threatbay.bootstrap import Services, build
+from threatbay.stages import correlator_for
+
+# ------------------------------------------------------------------ receiver
+
+
+@dataclass
+class Receiver:
+    """A real webhook receiver on 127.0.0.1 that verifies every request like an agency would."""
+
+    clock: FakeClock
+    secrets: dict[str, str] = field(default_factory=dict)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    raw: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    guard: ReplayGuard = field(default_factory=ReplayGuard)
+    url: str = ""
+
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        agency = path.rstrip("/").rsplit("/", 1)[-1]
+        self.raw.append((path, headers, body))
+        verdict = verify(
+            self.secrets.get(agency, ""),
+            headers.get(HEADER_TIMESTAMP.lower()),
+            body,
+            headers.get(HEADER_SIGNATURE.lower()),
+            self.clock.now(),
+            delivery_id=headers.get(HEADER_DELIVERY.lower()),
+            guard=self.guard,
+        )
+        if not verdict.ok:
+            self.rejected.append(verdict.reason)
+            return 409 if "replayed" in verdict.reason else 401
+        self.accepted.append({"agency": agency, **orjson.loads(body)})
+        return 204
+
+    def for_agency(self, agency: str) -> list[dict[str, Any]]:
+        return [d for d in self.accepted if d["agency"] == agency]
+
+
+@pytest.fixture
+def receiver(clock: FakeClock) -> Iterator[Receiver]:
+    rec = Receiver(clock)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self.send_response(rec.handle(self.path, headers, body))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    rec.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield rec
+    server.shutdown()
+    server.server_close()
+
+
+# ------------------------------------------------------------------ harness
+
+
+@dataclass
+class Platform:
+    services: Services
+    client: TestClient
+    book: AlertBook
+    engine: AlertEngine
+    notifier: Notifier
+    deliverer: Deliverer
+    correlator: Correlator
+    consumers: dict[str, Consumer]
+    patience: int = 2  # empty polls before a drain stops (real Kafka needs more)
+
+    def correlate(self) -> None:
+        self.correlator.drain(self.consumers["raw"], self.patience)
+        self.services.store.refresh(names.INDEX_INDICATORS)
+
+    def alert(self) -> None:
+        self.engine.drain(self.consumers["changes"], self.patience)
+        self.services.store.refresh(names.INDEX_ALERTS)
+        self.services.store.refresh(names.INDEX_ALERT_EVENTS)
+
+    def notify(self) -> dict[str, int]:
+        self.notifier.drain(self.consumers["alerts"], self.patience)
+        self.services.store.refresh(names.INDEX_DELIVERIES)
+        counts = self.deliverer.delivery_tick(self.services.clock.now())
+        self.services.store.refresh(names.INDEX_DELIVERIES)
+        return counts
+
+
+def app_with_alerts(services: Services) -> FastAPI:
+    app = create_app(services)
+    app.include_router(alerts_router())
+    app.include_router(stream_router())
+    app.include_router(webhooks_router())
+    return app
+
+
+@pytest.fixture
+def patience() -> int:
+    """Empty polls before a drain stops; the real-backend module raises it."""
+    return 2
+
+
+@pytest.fixture
+def platform(services: Services, keys: dict[str, Key], patience: int) -> Iterator[Platform]:
+    book = AlertBook(services.store, services.bus, services.clock, default_sharing())
+    consumers = {
+        "raw": services.bus.consumer(names.TOPIC_RAW, names.GROUP_CORRELATOR),
+        "changes": services.bus.consumer(names.TOPIC_CHANGES, names.GROUP_ALERTER),
+        "alerts": services.bus.consumer(names.TOPIC_ALERTS, names.GROUP_NOTIFIER),
+    }
+    if patience > 2:  # real Kafka: join the groups now, while the topics are still empty
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for consumer in consumers.values():
+                assert consumer.poll(timeout_s=0.5) == []
+            # kafka-python's assignment() is the only sign that a join has completed.
+            members = [getattr(c, "_consumer", None) for c in consumers.values()]
+            if all(m is None or m.assignment() for m in members):
+                break
+    with TestClient(app_with_alerts(services)) as client:
+        yield Platform(
+            services=services,
+            client=client,
+            book=book,
+            engine=AlertEngine(book, load_ruleset()),
+            notifier=Notifier(services.store, services.bus, services.clock, default_sharing()),
+            deliverer=Deliverer(services.store, services.clock, timeout_s=5.0),
+            correlator=correlator_for(services),
+            consumers=consumers,
+            patience=patience,
+        )
+
+
+def auth(key: Key) -> dict[str, str]:
+    return {"Authorization": key.bearer["Authorization"]}
+
+
+def push(client: TestClient, key: Key, objects: list[dict[str, Any]]) -> None:
+    response = client.post(
+        key.inbox + "objects/", headers=key.post, content=orjson.dumps({"objects": objects})
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["success_count"] == len(objects)
+
+
+def register_webhooks(p: Platform, keys: dict[str, Key], receiver: Receiver, *names_: str) -> None:
+    for name in names_:
+        agency = keys[name].agency.id
+        r = p.client.put(
+            f"/api/v1/webhooks/{agency}",
+            headers=auth(keys["ops"]),
+            json={"url": f"{receiver.url}/hook/{agency}"},
+        )
+        assert r.status_code == 200, r.text
+        receiver.secrets[agency] = r.json()["secret"]
+    p.services.store.refresh(names.INDEX_WEBHOOKS)
+
+
+def sse_frames(text: str) -> list[dict[str, Any]]:
+    frames = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":")
+        )
+        if "id" in fields:
+            frames.append(
+                {"id": fields["id"], "event": fields["event"], "data": orjson.loads(fields["data"])}
+            )
+    return frames
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_two_jurisdictions_one_alert_notified_acknowledged_and_escalated(
+    platform: Platform, keys: dict[str, Key], receiver: Receiver, clock: FakeClock
+) -> None:
+    p = platform
+    register_webhooks(p, keys, receiver, "hk", "gd", "mo")
+    hk = indicator(1, pattern="[domain-name:value = 'Bad.Example.COM.']", confidence=90)
+    gd = indicator(2, pattern="[domain-name:value = 'bad.example.com']", confidence=80)
+    push(p.client, keys["hk"], [hk])
+    p.correlate()
+    p.alert()
+    push(p.client, keys["gd"], [gd])
+    p.correlate()
+    p.alert()
+
+    # One alert, at the level the default rules give two jurisdictions with a high score.
+    listing = p.client.get("/api/v1/alerts", headers=auth(keys["hk"])).json()
+    assert len(listing["items"]) == 1, listing
+    alert = listing["items"][0]
+    assert alert["level"] == "ORANGE"
+    assert alert["rule"] == "orange-cross-border"
+    assert alert["jurisdictions"] == ["GD", "HK"]
+    assert alert["indicator_keys"] == ["domain-name|value|bad.example.com"]
+    assert alert["pending_jurisdictions"] == ["GD", "HK"]
+    assert alert["measures"] and alert["issuing_authority"]
+
+    # Webhooks: both concerned jurisdictions, signed; Macao is not concerned.
+    counts = p.notify()
+    assert counts["delivered"] == 2
+    assert {d["agency"] for d in receiver.accepted} == {"hk-govcert", "gd-cac"}
+    assert receiver.for_agency("mo-caric") == []
+    assert all(d["alert"]["id"] == alert["id"] for d in receiver.accepted)
+    assert all(d["alert"]["level"] == "ORANGE" for d in receiver.accepted)
+    # A captured delivery sent again is refused by the receiver as a replay.
+    path, headers, body = receiver.raw[0]
+    import httpx
+
+    replay = httpx.post(
+        receiver.url + path,
+        content=body,
+        headers={
+            HEADER_TIMESTAMP: headers[HEADER_TIMESTAMP.lower()],
+            HEADER_SIGNATURE: headers[HEADER_SIGNATURE.lower()],
+            HEADER_DELIVERY: headers[HEADER_DELIVERY.lower()],
+        },
+    )
+    assert replay.status_code == 409
+    # A delivery with a tampered body is refused as a bad signature.
+    forged = httpx.post(
+        receiver.url + path,
+        content=body.replace(b"ORANGE", b"BLUE"),
+        headers={
+            HEADER_TIMESTAMP: headers[HEADER_TIMESTAMP.lower()],
+            HEADER_SIGNATURE: headers[HEADER_SIGNATURE.lower()],
+            HEADER_DELIVERY: "another-id",
+        },
+    )
+    assert forged.status_code == 401
+
+    # SSE: the events so far, then a resume after the first one gives the rest.
+    r = p.client.get(
+        "/api/v1/stream",
+        params={"max_events": 3},
+        headers=auth(keys["gd"]) | {"Last-Event-ID": "0"},
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    frames = sse_frames(r.text)
+    assert [f["event"] for f in frames] == ["opened", "notified", "notified"]
+    assert frames[0]["data"]["alert"]["level"] == "ORANGE"
+    resumed = sse_frames(
+        p.client.get(
+            "/api/v1/stream",
+            params={"max_events": 2},
+            headers=auth(keys["gd"]) | {"Last-Event-ID": frames[0]["id"]},
+        ).text
+    )
+    assert [f["id"] for f in resumed] == [f["id"] for f in frames[1:3]]
+
+    # The alert as a STIX report in each concerned jurisdiction's TAXII collection.
+    taxii = p.client.get(
+        "/taxii2/api/collections/shared-gd/objects/",
+        params={"match[type]": "report"},
+        headers=keys["gd"].basic,
+    )
+    assert taxii.status_code == 200, taxii.text
+    [report] = taxii.json()["objects"]
+    assert report["x_threatbay_alert"]["level"] == "ORANGE"
+    assert report["x_threatbay_alert"]["alert_id"] == alert["id"]
+    assert set(report["object_refs"]) == {hk["id"], gd["id"]}
+
+    # Hong Kong acknowledges; Macao may not (not concerned).
+    ack = p.client.post(
+        f"/api/v1/alerts/{alert['id']}/acknowledge",
+        headers=auth(keys["hk"]),
+        json={"note": "blocked at the perimeter"},
+    )
+    assert ack.status_code == 200, ack.text
+    state = ack.json()["jurisdiction_state"]
+    assert state["HK"]["acknowledged_by"] == "hk-govcert"
+    assert state["GD"]["status"] == "notified"
+    assert p.client.post(
+        f"/api/v1/alerts/{alert['id']}/acknowledge", headers=auth(keys["mo"])
+    ).status_code in (403, 404)
+
+    # Past the ORANGE deadline (1 h): Guangdong is flagged overdue and re-notified.
+    clock.advance(timedelta(minutes=61))
+    p.services.store.refresh(names.INDEX_ALERTS)
+    assert escalation_tick(p.book, clock.now()) == 2  # overdue + renotified
+    detail = p.client.get(f"/api/v1/alerts/{alert['id']}", headers=auth(keys["hk"])).json()
+    assert [x["jurisdiction"] for x in detail["late"]] == ["GD"]
+    assert detail["overdue_jurisdictions"] == ["GD"]
+    assert [e["type"] for e in detail["timeline"]][-2:] == ["overdue", "renotified"]
+    before = len(receiver.accepted)
+    p.alert()
+    p.notify()
+    later = receiver.accepted[before:]
+    assert [(d["agency"], d["event"]["type"]) for d in later] == [("gd-cac", "renotified")]
+    # A second tick before the new deadline re-notifies nobody.
+    p.services.store.refresh(names.INDEX_ALERTS)
+    assert escalation_tick(p.book, clock.now()) == 0
+
+    # Audit trail of what the analysts did.
+    audit_log(p.services).flush()
+    audit = p.services.store.search(
+        names.INDEX_AUDIT, Query(filters=(Term("action", ("alerts.acknowledge",)),), limit=10)
+    )
+    assert [h.doc["actor_agency"] for h in audit.hits] == ["hk-govcert"]
+
+    # Filters, comments and resolution.
+    def count(**params: Any) -> int:
+        r = p.client.get("/api/v1/alerts", params=params, headers=auth(keys["gd"]))
+        assert r.status_code == 200, r.text
+        return len(r.json()["items"])
+
+    assert count(level="ORANGE", status="open", jurisdiction="GD") == 1
+    assert count(level="RED") == 0
+    assert count(q="bad.example") == 1 and count(q="nothing-like-it") == 0
+    assert count(rule="orange-cross-border", agency="hk-govcert") == 1
+    note = p.client.post(
+        f"/api/v1/alerts/{alert['id']}/comments",
+        headers=auth(keys["gd"]),
+        json={"text": "GD is on it"},
+    )
+    assert note.status_code == 201
+    done = p.client.post(
+        f"/api/v1/alerts/{alert['id']}/resolve",
+        headers=auth(keys["gd"]),
+        json={"reason": "domain sinkholed"},
+    )
+    assert done.status_code == 200 and done.json()["status"] == "resolved"
+    assert (
+        p.client.post(
+            f"/api/v1/alerts/{alert['id']}/acknowledge", headers=auth(keys["gd"])
+        ).status_code
+        == 409
+    )
+    before = len(receiver.accepted)
+    p.notify()
+    assert sorted((d["agency"], d["event"]["type"]) for d in receiver.accepted[before:]) == [
+        ("gd-cac", "resolved"),
+        ("hk-govcert", "resolved"),
+    ]
+    assert count(status="open") == 0 and count(status="resolved") == 1
+
+
+def test_replaying_the_change_log_changes_no_alert(
+    platform: Platform, keys: dict[str, Key]
+) -> None:
+    p = platform
+    push(
+        p.client,
+        keys["hk"],
+        [indicator(3, pattern="[domain-name:value = 'c2.example.net']", confidence=95)],
+    )
+    push(
+        p.client,
+        keys["gd"],
+        [indicator(4, pattern="[domain-name:value = 'c2.example.net']", confidence=85)],
+    )
+    p.correlate()
+    p.alert()
+    page = p.services.store.search(names.INDEX_ALERTS, Query(limit=10))
+    assert len(page.hits) == 1
+    before = page.hits[0].doc
+    replay = p.services.bus.consumer(names.TOPIC_CHANGES, "replay-check", from_beginning=True)
+    p.engine.drain(replay, p.patience)
+    p.services.store.refresh(names.INDEX_ALERTS)
+    after = p.services.store.search(names.INDEX_ALERTS, Query(limit=10)).hits
+    assert len(after) == 1
+    assert after[0].doc["timeline"] == before["timeline"]
+    assert after[0].doc["level"] == before["level"]
+
+
+def test_surge_of_200_indicators_of_one_malware_family_gives_one_alert(
+    platform: Platform, clock: FakeClock
+) -> None:
+    p = platform
+    store = p.services.store
+    for chunk in range(10):
+        records, changes = [], []
+        for i in range(chunk * 20, chunk * 20 + 20):
+            clock.advance(timedelta(seconds=5))
+            at = format_timestamp(clock.now())
+            record: dict[str, Any] = {
+                "key": f"ipv4-addr|value|203.0.113.{i % 250}-{i}",
+                "observable_type": "ipv4-addr",
+                "value": f"203.0.113.{i % 250}",
+                "sources": [
+                    {
+                        "agency": "hk-govcert",
+                        "jurisdiction": "HK",
+                        "stix_id": f"indicator--{uuid.uuid5(uuid.NAMESPACE_URL, str(i))}",
+                        "tlp": "green",
+                        "confidence": 40,
+                        "recipients": [],
+                    }
+                ],
+                "sightings": [],
+                "score": 35.0,
+                "state": "active",
+                "agencies": ["hk-govcert"],
+                "jurisdictions": ["HK"],
+                "agency_count": 1,
+                "jurisdiction_count": 1,
+                "tlp": "green",
+                "sighted": False,
+                "malware": ["malware--emotet"],
+                "campaigns": [],
+                "intrusion_sets": [],
+                "first_seen": at,
+                "last_seen": at,
+            }
+            records.append(Put(key=record["key"], doc=record, blind=True))
+            changes.append(
+                Outgoing(
+                    key=record["key"],
+                    value=orjson.dumps(
+                        {"key": record["key"], "kinds": ["new_record"], "at": at, "record": record}
+                    ),
+                )
+            )
+        store.put_many(names.INDEX_INDICATORS, records)
+        store.refresh(names.INDEX_INDICATORS)
+        p.services.bus.publish(names.TOPIC_CHANGES, changes)
+        p.alert()
+    hits = store.search(names.INDEX_ALERTS, Query(limit=50)).hits
+    assert len(hits) == 1
+    alert = hits[0].doc
+    assert alert["family"] == "surge"
+    assert alert["cluster"]["value"] == "malware--emotet"
+    assert alert["indicator_total"] == 200
+    # Coalesced: a handful of timeline events, not one per indicator.
+    assert len(alert["timeline"]) < 10, [e["type"] for e in alert["timeline"]]
+
+
+def test_dead_delivery_is_visible_in_the_api(
+    platform: Platform, keys: dict[str, Key], clock: FakeClock
+) -> None:
+    p = platform
+    # An endpoint nobody listens on.
+    r = p.client.put(
+        "/api/v1/webhooks/hk-govcert",
+        headers=auth(keys["ops"]),
+        json={"url": "http://127.0.0.1:9/hook"},
+    )
+    assert r.status_code == 200
+    p.services.store.refresh(names.INDEX_WEBHOOKS)
+    p.deliverer.max_attempts = 3
+    push(
+        p.client,
+        keys["hk"],
+        [indicator(5, pattern="[domain-name:value = 'x.example.org']", confidence=95)],
+    )
+    push(
+        p.client,
+        keys["gd"],
+        [indicator(6, pattern="[domain-name:value = 'x.example.org']", confidence=85)],
+    )
+    p.correlate()
+    p.alert()
+    assert p.notify() == {"delivered": 0, "retry": 1, "dead": 0}
+    assert p.deliverer.delivery_tick(clock.now()) == {"delivered": 0, "retry": 0, "dead": 0}
+    for _ in range(2):
+        clock.advance(timedelta(minutes=5))
+        p.services.store.refresh(names.INDEX_DELIVERIES)
+        p.deliverer.delivery_tick(clock.now())
+    p.services.store.refresh(names.INDEX_DELIVERIES)
+    dead = p.client.get(
+        "/api/v1/deliveries", params={"state": "dead"}, headers=auth(keys["ops"])
+    ).json()["items"]
+    assert len(dead) == 1
+    assert dead[0]["agency"] == "hk-govcert" and dead[0]["attempts"] == 3
+    assert all(entry["error"] for entry in dead[0]["log"])
+
+
+TLP_RED = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
+
+
+def test_tlp_red_alert_reaches_only_named_recipients(
+    platform: Platform, keys: dict[str, Key], receiver: Receiver
+) -> None:
+    p = platform
+    register_webhooks(p, keys, receiver, "hk", "gd", "gd2", "mo")
+    domain = "[domain-name:value = 'red.example.com']"
+    push(
+        p.client,
+        keys["hk"],
+        [
+            indicator(
+                7, pattern=domain, confidence=95, tlp=TLP_RED, x_threatbay_recipients=["gd-cac"]
+            )
+        ],
+    )
+    push(
+        p.client,
+        keys["gd"],
+        [
+            indicator(
+                8, pattern=domain, confidence=90, tlp=TLP_RED, x_threatbay_recipients=["hk-govcert"]
+            )
+        ],
+    )
+    p.correlate()
+    p.alert()
+    assert len(p.services.store.search(names.INDEX_ALERTS, Query(limit=5)).hits) == 1
+
+    def listed(key: Key) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = p.client.get("/api/v1/alerts", headers=auth(key)).json()[
+            "items"
+        ]
+        return items
+
+    assert [a["level"] for a in listed(keys["hk"])] == ["ORANGE"]
+    assert [a["level"] for a in listed(keys["gd"])] == ["ORANGE"]
+    assert listed(keys["mo"]) == []
+    assert listed(keys["gd2"]) == []  # same jurisdiction as a source, but not a named recipient
+    alert_id = listed(keys["hk"])[0]["id"]
+    assert p.client.get(f"/api/v1/alerts/{alert_id}", headers=auth(keys["mo"])).status_code == 404
+    stream = p.client.get(
+        "/api/v1/stream",
+        params={"max_seconds": 1},
+        headers=auth(keys["mo"]) | {"Last-Event-ID": "0"},
+    )
+    assert stream.status_code == 200 and sse_frames(stream.text) == []
+    seen_by_gd = p.client.get(
+        "/api/v1/stream",
+        params={"max_seconds": 1},
+        headers=auth(keys["gd"]) | {"Last-Event-ID": "0"},
+    )
+    assert [f["event"] for f in sse_frames(seen_by_gd.text)][0] == "opened"
+    p.notify()
+    assert {d["agency"] for d in receiver.accepted} == {"hk-govcert", "gd-cac"}
+    assert not any(
+        "red.example.com" in str(d)
+        for d in receiver.accepted
+        if d["agency"] not in ("hk-govcert", "gd-cac")
+    )
+    # No jurisdiction's TAXII collection carries a report of it (RED never goes to a collection).
+    reports = p.services.store.search(
+        names.INDEX_OBJECTS, Query(filters=(Term("type", ("report",)),), limit=10)
+    ).hits
+    assert reports == []
+
+
+def test_pending_deliveries_survive_a_restart(
+    tmp_path: Path, clock: FakeClock, receiver: Receiver
+) -> None:
+    settings = Settings(data_dir=tmp_path / "restart")
+    first = build(settings, clock=clock)
+    hk = Agency("hk-govcert", "GovCERT.HK", "HK", "identity--6a1f2a4e-9a3b-4c1d-8e7f-0a1b2c3d4e50")
+    AgencyRegistry(first.store, clock).add_agency(hk)
+    receiver.secrets["hk-govcert"] = WebhookDirectory(first.store).register(
+        hk, f"{receiver.url}/hook/hk-govcert"
+    )
+    first.store.refresh(names.INDEX_WEBHOOKS)
+    at = format_timestamp(clock.now())
+    rec: dict[str, Any] = {
+        "key": "url|value|http://evil.example/x", "observable_type": "url",
+        "value": "http://evil.example/x", "score": 92.0, "state": "active", "tlp": "green",
+        "sources": [{"agency": a, "jurisdiction": j, "tlp": "green", "stix_id": f"indicator--{j}"}
+                    for a, j in (("hk-govcert", "HK"), ("gd-cac", "GD"))],
+        "sightings": [], "agencies": ["gd-cac", "hk-govcert"], "jurisdictions": ["GD", "HK"],
+        "agency_count": 2, "jurisdiction_count": 2, "sighted": False, "first_seen": at,
+    }  # fmt: skip
+    first.bus.publish(names.TOPIC_CHANGES, [Outgoing(key=rec["key"], value=orjson.dumps(
+        {"key": rec["key"], "kinds": ["new_jurisdiction"], "at": at, "record": rec}))])  # fmt: skip
+    book = AlertBook(first.store, first.bus, clock)
+    AlertEngine(book, load_ruleset()).drain(
+        first.bus.consumer(names.TOPIC_CHANGES, names.GROUP_ALERTER)
+    )
+    Notifier(first.store, first.bus, clock, default_sharing()).drain(
+        first.bus.consumer(names.TOPIC_ALERTS, names.GROUP_NOTIFIER)
+    )
+    first.close()  # the process stops before anything was sent
+
+    second = build(settings, clock=clock)
+    try:
+        counts = Deliverer(second.store, clock).delivery_tick(clock.now())
+        assert counts["delivered"] == 1
+        [delivery] = receiver.for_agency("hk-govcert")
+        assert delivery["event"]["type"] == "notified"
+        assert delivery["alert"]["level"] == "ORANGE"  # score 92, two jurisdictions, no sighting
+    finally:
+        second.close()
