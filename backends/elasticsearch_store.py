@@ -44,6 +44,7 @@ from core.ports import (
 from core.settings import ElasticsearchSettings
 
 KEY_FIELD = "_tb_key"
+_MAX_WINDOW = 10_000
 _MGET_CHUNK = 1000
 _TERMS_BUCKETS = 10_000
 _T = TypeVar("_T")
@@ -283,7 +284,8 @@ class ElasticsearchStore:
             for s in query.sort
         ]
         sort.append({KEY_FIELD: {"order": "asc"}})
-        limit = max(0, query.limit)
+        # ES refuses size > index.max_result_window (10,000); one extra hit tells ``more``.
+        limit = min(max(0, query.limit), _MAX_WINDOW - 1)
         extra: dict[str, Any] = {}
         if query.after is not None:
             if len(query.after) != len(query.sort) + 1:
