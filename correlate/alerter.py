@@ -328,16 +328,31 @@ class AlertEngine:
     # --------------------------------------------------------------- batch
 
     def triggers_for(self, message: Incoming) -> list[Trigger]:
-        """Decode one change event and evaluate the rules on it (poison -> [] with a log)."""
+        """Decode one message of change events and evaluate the rules on each.
+
+        A message carries ``{"changes": [...]}`` (the correlator batches them,
+        keeping per-record order); poison gives [] with a log line.
+        """
         try:
-            change = orjson.loads(message.value)
+            decoded = orjson.loads(message.value)
+            changes = decoded["changes"] if "changes" in decoded else [decoded]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.error("undecodable change event at offset %s: %s", message.offset, exc)
+            return []
+        triggers: list[Trigger] = []
+        for change in changes:
+            triggers.extend(self._triggers_for_change(change, message.offset))
+        return triggers
+
+    def _triggers_for_change(self, change: Any, offset: int) -> list[Trigger]:
+        try:
             record = change["record"]
             kinds = list(change.get("kinds") or [])
             at = str(change.get("at") or format_timestamp(self.clock.now()))
             if not isinstance(record.get("key"), str):
                 raise KeyError("record has no key")
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            log.error("undecodable change event at offset %s: %s", message.offset, exc)
+        except (KeyError, TypeError, AttributeError) as exc:
+            log.error("undecodable change event at offset %s: %s", offset, exc)
             return []
         neighbourhood = self.neighbourhood(self.ruleset.surge_queries(record, kinds), at)
         return evaluate(
@@ -345,7 +360,7 @@ class AlertEngine:
             record,
             kinds,
             neighbourhood,
-            trigger_id=trigger_id_of(message.value),
+            trigger_id=trigger_id_of(orjson.dumps(change)),
             at=at,
         )
 

@@ -166,10 +166,7 @@ class Correlator:
         self._resolve_refs(work, sighting_refs, link_refs, good)
         self._write_records(work, result)
         if result.changes:
-            self.bus.publish(
-                names.TOPIC_CHANGES,
-                [Outgoing(key=c["key"], value=orjson.dumps(c)) for c in result.changes],
-            )
+            self.bus.publish(names.TOPIC_CHANGES, change_messages(result.changes))
         return result
 
     def _indicator(self, work: _Work, item: Accepted) -> None:
@@ -313,6 +310,22 @@ class Correlator:
             if pending:
                 time.sleep(0.005)
         raise StoreUnavailable(f"gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
+
+
+def change_messages(changes: list[dict[str, Any]], per_message: int = 200) -> list[Outgoing]:
+    """Record changes for the alert engine, several per message, per-record order kept.
+
+    Grouped by the bucket of the record key (as ``core.envelope`` does for
+    objects), so every change of one record lands in the same partition.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for change in changes:
+        groups.setdefault(envelope.bucket_of(change["key"]), []).append(change)
+    return [
+        Outgoing(key=bucket, value=orjson.dumps({"changes": items[i : i + per_message]}))
+        for bucket, items in groups.items()
+        for i in range(0, len(items), per_message)
+    ]
 
 
 def _query(filters: tuple[Any, ...], after: tuple[Any, ...] | None) -> Any:

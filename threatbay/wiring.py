@@ -6,6 +6,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from api.registry import AgencyRegistry
 from core.errors import UnknownAgency
@@ -44,3 +45,20 @@ def agency_profiles(services: Services) -> Callable[[str], AgencyProfile]:
 def shared_warninglists() -> Warninglists:
     """The MISP warninglists, loaded once per process (~10 s: pymispwarninglists parses JSON)."""
     return Warninglists()
+
+
+def start_alert_loops(services: Services, loops: Any) -> None:
+    """Alert engine, escalation tick, notifier and webhook deliverer as background loops."""
+    from api.webhooks import Deliverer, Notifier
+    from correlate.alerter import AlertBook, AlertEngine, run_escalation
+    from correlate.rules import load_ruleset
+
+    rules = load_ruleset(services.settings.alert_rules_file)  # validated: fails at start-up
+    book = AlertBook(services.store, services.bus, services.clock, services.sharing)
+    engine = AlertEngine(book, rules)
+    notifier = Notifier(services.store, services.bus, services.clock, services.sharing)
+    deliverer = Deliverer(services.store, services.clock)
+    loops.start("alerter", engine.run)
+    loops.start("escalation", lambda stop: run_escalation(book, stop, 15.0, rules.idle_expiry))
+    loops.start("notifier", notifier.run)
+    loops.start("deliverer", deliverer.run)
