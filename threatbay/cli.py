@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from core.settings import Settings
+from threatbay.cli_agency import agency_app
 from threatbay.cli_feeds import feeds_app
 
 app = typer.Typer(help="ThreatBay: joint threat-intelligence exchange and early warning.")
 app.add_typer(feeds_app, name="feeds")
+app.add_typer(agency_app, name="agency")
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -67,6 +69,30 @@ def alerts(data_dir: DataDir = None) -> None:
     from threatbay import stages
 
     stages.run_alerter(_settings(data_dir))
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port for the API, TAXII and the page.")] = 8400,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Keep the embedded data here (default: a fresh temp dir)."),
+    ] = None,
+    keep_running: Annotated[
+        bool,
+        typer.Option(
+            "--keep-running/--exit-after",
+            help="Stay up after the scenario until Ctrl-C (default), or exit when it is done.",
+        ),
+    ] = True,
+) -> None:
+    """Start the platform, play three agencies' pushes, and show merge, alert, ack, overdue."""
+    from threatbay.demo import demo_settings, run_demo
+
+    # The report is the output; keep the loops' INFO chatter out of it.
+    logging.getLogger().setLevel(logging.WARNING)
+    run_demo(demo_settings(data_dir), host=host, port=port, keep_running=keep_running)
 
 
 def main() -> None:

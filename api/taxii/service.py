@@ -1,0 +1,256 @@
+"""Plain functions behind the TAXII views: collection access, pages, status, delete.
+
+Views decode the request, call one of these, and encode (STYLE.md 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from api.taxii.collections import Collection, inbox, resolve
+from api.taxii.errors import TaxiiError, forbidden, not_found
+from api.taxii.media import STIX_21
+from api.taxii.pagination import Filters, encode_next, filter_hash
+from core.access import Principal
+from core.clock import Clock, format_timestamp, parse_timestamp
+from core.names import INDEX_OBJECTS, INDEX_STATUS
+from core.ports import Filter, Put, Query, Range, Sort, Store, Term
+from correlate.objects import delete_versions
+from ingest.push import PushResult
+
+View = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+def collection_for(
+    collection_id: str, principal: Principal, agency_ids: Callable[[], list[str]]
+) -> Collection:
+    """The collection named in the URL; 404 when unknown (section 5.3)."""
+    own = inbox(principal.agency.id)
+    if collection_id in (own.id, own.name):
+        return own
+    found = resolve(collection_id, [])
+    if found is None:
+        found = resolve(collection_id, agency_ids())
+    if found is None:
+        raise not_found(f"no collection {collection_id!r} in this API root")
+    return found
+
+
+def require_read(coll: Collection, principal: Principal) -> None:
+    """403 when the caller may not read ``coll`` (section 5.3: can_read false)."""
+    if coll.is_inbox and coll.owner != principal.agency.id:
+        raise forbidden(f"{coll.name} is the inbox of another agency")
+    if not coll.can_read(principal):
+        raise forbidden(f"your credential may not read {coll.name}")
+
+
+def require_write(coll: Collection, principal: Principal) -> None:
+    """403 when the caller may not write ``coll`` (section 5.4: can_write false)."""
+    if not coll.is_inbox:
+        raise forbidden(f"{coll.name} is read-only; push to your inbox inbox-<your agency>")
+    if coll.owner != principal.agency.id:
+        raise forbidden(f"{coll.name} is the inbox of another agency; push to your own")
+    if not coll.can_write(principal):
+        raise forbidden("your credential lacks the publisher role")
+
+
+@dataclass
+class Selection:
+    """One page of object versions: (index doc, what the reader sees) in date_added order."""
+
+    items: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    more: bool = False
+    next: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """X-TAXII-Date-Added-First / -Last of a non-empty page (section 3.3.1)."""
+        if not self.items:
+            return {}
+        return {
+            "X-TAXII-Date-Added-First": self.items[0][0]["date_added"],
+            "X-TAXII-Date-Added-Last": self.items[-1][0]["date_added"],
+        }
+
+
+def _version_filter(filters: Filters, default: str) -> Filter | None:
+    wanted = filters.values("version") or (default,)
+    if "all" in wanted:
+        return None
+    tags = tuple(v if v in ("first", "last") else f"v:{v}" for v in wanted)
+    return Term("version_tags", tags)
+
+
+def select(
+    store: Store,
+    coll: Collection,
+    filters: Filters,
+    scope: str,
+    reader_tags: tuple[str, ...] | None,
+    view: View | None,
+    *,
+    stix_id: str | None = None,
+    default_version: str = "last",
+) -> Selection:
+    """A page of ``coll`` under ``filters`` (sections 3.4, 3.5), sorted by date_added.
+
+    ``reader_tags`` restricts to documents whose audience meets them (None: no
+    restriction, the owner reading its inbox); ``view`` maps each document to
+    what the reader may see, or None to leave it out.
+    """
+    clauses: list[Filter] = [
+        Term("collections", (coll.name,)),
+        Term("deleted", (False,)),
+    ]
+    if reader_tags is not None:
+        clauses.append(Term("audience", reader_tags))
+    if stix_id is not None:
+        clauses.append(Term("id", (stix_id,)))
+    for name in ("id", "type", "spec_version"):
+        values = filters.values(name)
+        if values:
+            clauses.append(Term(name, values))
+    vf = _version_filter(filters, default_version)
+    if vf is not None:
+        clauses.append(vf)
+    if filters.added_after is not None:
+        clauses.append(Range("date_added", gt=filters.added_after))
+    if filters.after:
+        # redundant with the cursor, but gives the store an index range to start from
+        clauses.append(Range("date_added", gte=filters.after[0]))
+    page = store.search(
+        INDEX_OBJECTS,
+        Query(
+            filters=tuple(clauses),
+            sort=(Sort("date_added"),),
+            limit=filters.limit,
+            after=filters.after,
+        ),
+    )
+    out = Selection(more=page.more)
+    for hit in page.hits:
+        seen = hit.doc["object"] if view is None else view(hit.doc)
+        if seen is not None:
+            out.items.append((hit.doc, seen))
+    if page.more and page.hits:
+        out.next = encode_next(
+            page.hits[-1].cursor, filter_hash(scope, filters.match, filters.added_after)
+        )
+    return out
+
+
+def envelope(sel: Selection) -> dict[str, Any]:
+    """Envelope resource (section 3.7): empty lists omitted, ``next`` exactly when ``more``."""
+    doc: dict[str, Any] = {"more": sel.more}
+    if sel.more and sel.next:
+        doc["next"] = sel.next
+    if sel.items:
+        doc["objects"] = [seen for _, seen in sel.items]
+    return doc
+
+
+def manifest(sel: Selection) -> dict[str, Any]:
+    """Manifest resource (section 5.3.1)."""
+    doc: dict[str, Any] = {"more": sel.more}
+    if sel.more and sel.next:
+        doc["next"] = sel.next
+    if sel.items:
+        doc["objects"] = [
+            {
+                "id": d["id"],
+                "date_added": d["date_added"],
+                "version": d["version"] or d["date_added"],
+                "media_type": STIX_21,
+            }
+            for d, _ in sel.items
+        ]
+    return doc
+
+
+def versions(sel: Selection) -> dict[str, Any]:
+    """Versions resource (section 5.8.1)."""
+    doc: dict[str, Any] = {"more": sel.more}
+    if sel.more and sel.next:
+        doc["next"] = sel.next
+    if sel.items:
+        doc["versions"] = [d["version"] or d["date_added"] for d, _ in sel.items]
+    return doc
+
+
+# ------------------------------------------------------------------ status
+
+
+def status_resource(result: PushResult) -> dict[str, Any]:
+    """Status resource (section 4.3.1): lists match counts, empty lists omitted."""
+    doc: dict[str, Any] = {
+        "id": result.request_id,
+        "status": "complete",
+        "request_timestamp": result.request_timestamp,
+        "total_count": result.total,
+        "success_count": len(result.successes),
+        "failure_count": len(result.failures),
+        "pending_count": 0,
+    }
+    if result.successes:
+        doc["successes"] = [o.to_dict() for o in result.successes]
+    if result.failures:
+        doc["failures"] = [o.to_dict() for o in result.failures]
+    return doc
+
+
+def save_status(store: Store, agency_id: str, status: dict[str, Any]) -> None:
+    """Keep the status (at least ``status_retention_hours``; survives restarts)."""
+    doc = {
+        "id": status["id"],
+        "agency": agency_id,
+        "request_timestamp": status["request_timestamp"],
+    }
+    store.put_many(INDEX_STATUS, [Put(status["id"], doc | {"status": status}, blind=True)])
+
+
+def load_status(
+    store: Store, status_id: str, principal: Principal, clock: Clock, retention_hours: int
+) -> dict[str, Any]:
+    """The status of one of the caller's requests; 404 otherwise (section 4.3)."""
+    stored = store.get(INDEX_STATUS, status_id)
+    if stored is None or (
+        stored.doc["agency"] != principal.agency.id and not principal.has("admin")
+    ):
+        raise not_found(f"no status {status_id!r}")
+    at = parse_timestamp(stored.doc["request_timestamp"])
+    if clock.now() - at > timedelta(hours=retention_hours):
+        raise not_found(f"status {status_id!r} has expired")
+    status: dict[str, Any] = stored.doc["status"]
+    return status
+
+
+# ------------------------------------------------------------------ delete
+
+
+def delete_object(
+    store: Store, coll: Collection, principal: Principal, stix_id: str, filters: Filters
+) -> int:
+    """Delete the matching versions of one of the caller's objects (section 5.7)."""
+    clauses: list[Filter] = [
+        Term("collections", (coll.name,)),
+        Term("deleted", (False,)),
+        Term("id", (stix_id,)),
+    ]
+    spec = filters.values("spec_version")
+    if spec:
+        clauses.append(Term("spec_version", spec))
+    vf = _version_filter(filters, "all")
+    if vf is not None:
+        clauses.append(vf)
+    page = store.search(INDEX_OBJECTS, Query(filters=tuple(clauses), limit=5000))
+    if not page.hits:
+        raise not_found(f"no object {stix_id!r} matching these filters in {coll.name}")
+    if any(h.doc["agency"] != principal.agency.id for h in page.hits):
+        raise TaxiiError(403, "Forbidden", "only the agency that pushed an object may delete it")
+    return delete_versions(store, stix_id, [h.key for h in page.hits])
+
+
+def now_text(clock: Clock) -> str:
+    return format_timestamp(clock.now())

@@ -1,0 +1,77 @@
+"""The one place TAXII out talks to the sharing policy (DOMAIN.md "Sharing").
+
+Pages are filtered natively by audience tags (``reader_tags`` ∩ ``audience``
+≠ ∅), then each returned object goes through ``decide_object`` for the view
+the reader gets (whole, redacted, or nothing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import policy
+from core.access import Principal
+from core.provenance import Provenance
+
+
+def reader_of(principal: Principal) -> policy.Reader:
+    return policy.Reader(
+        agency_id=principal.agency.id,
+        jurisdiction=principal.agency.jurisdiction,
+        roles=frozenset(principal.roles),
+    )
+
+
+def tags_of(reader: policy.Reader) -> tuple[str, ...]:
+    return tuple(policy.reader_tags(reader))
+
+
+def view_of(
+    sharing: policy.SharingPolicy,
+    reader: policy.Reader,
+    doc: dict[str, Any],
+    rules: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """The object as ``reader`` may see it, or None; ``rules`` collects id -> deciding rule."""
+    prov = Provenance.from_dict(doc["provenance"])
+    purpose = policy.Purpose.TAXII_EXPORT
+    decision = policy.decide_object(sharing, reader, purpose, doc["object"], prov)
+    if rules is not None:
+        rules[f"{doc['id']}|{doc['version']}"] = decision.rule
+    if decision.outcome == "allow":
+        obj: dict[str, Any] = doc["object"]
+        return obj
+    if decision.outcome == "allow_redacted":
+        return decision.view
+    return None
+
+
+def release_entries(
+    principal: Principal,
+    items: list[tuple[dict[str, Any], dict[str, Any]]],
+    rules: dict[str, str],
+) -> list[dict[str, Any]]:
+    """Audit entries for objects released across a border (DOMAIN.md: every one is logged)."""
+    to_j = principal.agency.jurisdiction
+    entries: list[dict[str, Any]] = []
+    for doc, seen in items:
+        if doc["jurisdiction"] == to_j:
+            continue
+        entries.append(
+            {
+                "action": "taxii_export",
+                "purpose": policy.Purpose.TAXII_EXPORT.value,
+                "actor_agency": principal.agency.id,
+                "actor_jurisdiction": to_j,
+                "to_agency": principal.agency.id,
+                "to_jurisdiction": to_j,
+                "target": doc["id"],
+                "source_agency": doc["agency"],
+                "source_jurisdiction": doc["jurisdiction"],
+                "tlp": doc["tlp"],
+                "cross_border": True,
+                "redacted": seen is not doc["object"],
+                "rule": rules.get(f"{doc['id']}|{doc['version']}", ""),
+            }
+        )
+    return entries

@@ -1,0 +1,264 @@
+"""TAXII pull latency: GET objects pages (limit 100), ThreatBay vs medallion 3.0.0.
+
+Run: ``.venv/bin/python benches/bench_taxii_get.py [--sizes 1000,100000]
+[--medallion-sizes 1000,3000] [--medallion /tmp/medallion-venv/bin/medallion]``
+
+ThreatBay: one uvicorn worker, embedded store, objects written with
+``correlate.objects.store_objects`` (what the correlation worker does), read
+by another GD agency through ``shared-all``: audience filter plus a policy
+decision per returned object. medallion 3.0.0 (OASIS reference server, memory
+backend, Flask dev server) gets the same objects by TAXII POST and the same
+queries. Both servers run in their own process on 127.0.0.1; one client with
+a keep-alive connection. Queries:
+
+- ``first``: first page, ``?limit=100``;
+- ``typed``: first page, ``?limit=100&match[type]=indicator``;
+- ``next``: the following pages reached through ``next`` (up to 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_taxii_push import (  # noqa: E402
+    TAXII,
+    Server,
+    basic,
+    free_port,
+    indicator,
+    register,
+)
+
+REPEATS = 30
+
+
+class Client:
+    def __init__(self, port: int, auth: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        self.headers = {"Authorization": auth, "Accept": TAXII}
+
+    def get(self, path: str) -> tuple[float, dict[str, Any]]:
+        t0 = time.perf_counter()
+        self.conn.request("GET", path, headers=self.headers)
+        resp = self.conn.getresponse()
+        body = resp.read()
+        elapsed = time.perf_counter() - t0
+        assert resp.status == 200, (resp.status, body[:300])
+        return elapsed, orjson.loads(body)
+
+    def post(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+        body = orjson.dumps(doc)
+        headers = self.headers | {"Content-Type": TAXII}
+        self.conn.request("POST", path, body=body, headers=headers)
+        resp = self.conn.getresponse()
+        data: dict[str, Any] = orjson.loads(resp.read())
+        assert resp.status == 202, data
+        return data
+
+
+def measure(
+    client: Client, base: str, repeats: int = REPEATS, walks_n: int = 3
+) -> dict[str, float]:
+    """p50 in ms of each query against the objects URL ``base``."""
+    out: dict[str, float] = {}
+    for name, query in (("first", "?limit=100"), ("typed", "?limit=100&match[type]=indicator")):
+        client.get(base + query)  # warm
+        times = [client.get(base + query)[0] for _ in range(repeats)]
+        out[name] = statistics.median(times) * 1000
+    walks: list[float] = []
+    for _ in range(walks_n):
+        _, body = client.get(base + "?limit=100")
+        for _ in range(10 if walks_n > 1 else 3):
+            if not body.get("more") or not body.get("next"):
+                break
+            elapsed, body = client.get(base + f"?limit=100&next={quote(body['next'])}")
+            walks.append(elapsed)
+    out["next"] = statistics.median(walks) * 1000 if walks else float("nan")
+    return out
+
+
+def load_threatbay(data_dir: str, n: int) -> None:
+    from core.access import Agency
+    from core.clock import format_timestamp
+    from core.envelope import Accepted
+    from core.provenance import Provenance
+    from core.settings import Settings
+    from correlate.objects import default_sharing, store_objects
+    from threatbay.bootstrap import build
+
+    services = build(Settings(data_dir=Path(data_dir)))
+    sharing = default_sharing()
+    agency = Agency("gd-cac", "GD-CAC", "GD", f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, 'gd')}")
+    prov = Provenance(
+        agency=agency.id,
+        jurisdiction="GD",
+        received_at=format_timestamp(services.clock.now()),
+        request_id="bench",
+        tlp="green",
+    )
+    for start in range(0, n, 1000):
+        batch = [Accepted(indicator(i), prov) for i in range(start, min(n, start + 1000))]
+        store_objects(services.store, batch, services.clock, sharing)
+    services.store.refresh("threatbay-objects")
+    services.close()
+
+
+def bench_threatbay(n: int) -> dict[str, float]:
+    tmp = tempfile.mkdtemp(prefix="tb-get-")
+    try:
+        creds = register(tmp)
+        t0 = time.perf_counter()
+        load_threatbay(tmp, n)
+        load_s = time.perf_counter() - t0
+        server = Server(tmp)
+        try:
+            client = Client(server.port, basic(*creds["gd-cncert"]))
+            result = measure(client, "/taxii2/api/collections/shared-all/objects/")
+        finally:
+            server.close()
+        result["load_s"] = load_s
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+MEDALLION_COLLECTION = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
+
+
+def medallion_config(tmp: Path, port: int) -> Path:
+    data = {
+        "/discovery": {
+            "title": "bench",
+            "default": f"http://127.0.0.1:{port}/api1/",
+            "api_roots": [f"http://127.0.0.1:{port}/api1/"],
+        },
+        "api1": {
+            "information": {
+                "title": "api1",
+                "versions": [TAXII],
+                "max_content_length": 100_000_000,
+            },
+            "status": [],
+            "collections": [
+                {
+                    "id": MEDALLION_COLLECTION,
+                    "title": "bench",
+                    "can_read": True,
+                    "can_write": True,
+                    "media_types": ["application/stix+json;version=2.1"],
+                    "objects": [],
+                    "manifest": [],
+                }
+            ],
+        },
+    }
+    (tmp / "data.json").write_text(json.dumps(data))
+    config = {
+        "backend": {
+            "module": "medallion.backends.memory_backend",
+            "module_class": "MemoryBackend",
+            "filename": str(tmp / "data.json"),
+        },
+        "users": {"bench": "pass"},
+        "taxii": {"max_page_size": 100},
+    }
+    path = tmp / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def bench_medallion(executable: str, n: int, repeats: int = 3) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="medallion-"))
+    port = free_port()
+    config = medallion_config(tmp, port)
+    proc = subprocess.Popen(
+        [executable, "--host", "127.0.0.1", "--port", str(port), str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("medallion did not start") from None
+                time.sleep(0.1)
+        client = Client(port, basic("bench", "pass"))
+        base = f"/api1/collections/{MEDALLION_COLLECTION}/objects/"
+        t0 = time.perf_counter()
+        for start in range(0, n, 500):
+            client.post(
+                base, {"objects": [indicator(i) for i in range(start, min(n, start + 500))]}
+            )
+        load_s = time.perf_counter() - t0
+        # medallion needs seconds per page here: fewer repeats
+        result = measure(client, base, repeats=repeats, walks_n=1)
+        result["load_s"] = load_s
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(label: str, n: int, r: dict[str, float]) -> None:
+    print(
+        f"{label:10s} {n:7d} objects: first page p50 {r['first']:8.1f} ms  "
+        f"typed p50 {r['typed']:8.1f} ms  next p50 {r['next']:8.1f} ms  (load {r['load_s']:.1f} s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,100000")
+    parser.add_argument("--medallion-sizes", default="1000,3000")
+    parser.add_argument("--medallion", default="/tmp/medallion-venv/bin/medallion")
+    parser.add_argument("--medallion-repeats", type=int, default=3)
+    args = parser.parse_args()
+    ours: dict[int, dict[str, float]] = {}
+    sizes = sorted(
+        {int(s) for s in args.sizes.split(",")} | {int(s) for s in args.medallion_sizes.split(",")}
+    )
+    for n in sizes:
+        ours[n] = bench_threatbay(n)
+        report("threatbay", n, ours[n])
+
+    def run(n: int) -> dict[str, float]:
+        return bench_medallion(args.medallion, n, args.medallion_repeats)
+
+    if not Path(args.medallion).exists():
+        print(
+            f"medallion: skipped ({args.medallion} missing; pip install medallion==3.0.0 in a venv)"
+        )
+        return
+    for n in (int(s) for s in args.medallion_sizes.split(",")):
+        theirs = run(n)
+        report("medallion", n, theirs)
+        ratio = {k: theirs[k] / ours[n][k] for k in ("first", "typed", "next")}
+        print(
+            f"{'':10s} ratio medallion/threatbay at {n}: first {ratio['first']:.0f}x"
+            f"  typed {ratio['typed']:.0f}x  next {ratio['next']:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

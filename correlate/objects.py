@@ -1,0 +1,250 @@
+"""STIX objects as shared, for TAXII out (ARCHITECTURE.md index ``threatbay-objects``).
+
+One document per object version, key ``<id>|<version>`` (version = ``modified``,
+else ``created``, normalised to microseconds; '' for objects with neither,
+e.g. SCOs, which then have one version). ``date_added`` is assigned when a
+version is first stored (TAXII 2.1 section 3.2 "date_added"), strictly
+increasing within a process; re-storing a version changes nothing, so a bus
+replay leaves the index as it was. ``is_first`` / ``is_latest`` and
+``version_tags`` are recomputed over the live (not deleted) versions of an id
+and written under optimistic concurrency, retried on conflict.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from core.clock import Clock, format_timestamp
+from core.crossborder import default_whitelist
+from core.envelope import Accepted
+from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
+from core.policy import SharingPolicy, audience
+from core.ports import Put, Store, Stored
+from core.provenance import Provenance
+from core.stix import object_version
+
+MAX_RETRIES = 20
+_REF_FIELDS = ("sighting_of_ref", "source_ref", "target_ref", "relationship_type")
+
+_lock = threading.Lock()
+_last_added: datetime | None = None
+
+
+def next_date_added(clock: Clock) -> str:
+    """A ``date_added`` strictly later than every one this process handed out before."""
+    global _last_added
+    with _lock:
+        now = clock.now()
+        if _last_added is not None and now <= _last_added:
+            now = _last_added + timedelta(microseconds=1)
+        _last_added = now
+        return format_timestamp(now)
+
+
+def version_of(obj: dict[str, Any]) -> str:
+    return object_version(obj)
+
+
+def object_key(stix_id: str, version: str) -> str:
+    return f"{stix_id}|{version}"
+
+
+def collections_of(provenance: Provenance) -> list[str]:
+    """The owner's inbox, everything shared, and the source jurisdiction's collection."""
+    return [
+        f"inbox-{provenance.agency}",
+        "shared-all",
+        f"shared-{provenance.jurisdiction.lower()}",
+    ]
+
+
+def default_sharing() -> SharingPolicy:
+    """The policy with the default cross-border whitelist (core/crossborder.py)."""
+    return SharingPolicy(whitelist=default_whitelist())
+
+
+def new_document(item: Accepted, date_added: str, sharing: SharingPolicy) -> dict[str, Any]:
+    """The index document of a version first seen now."""
+    obj, prov = item.obj, item.provenance
+    doc: dict[str, Any] = {
+        "id": obj["id"],
+        "type": obj["type"],
+        "spec_version": obj.get("spec_version", "2.1"),
+        "version": version_of(obj),
+        "date_added": date_added,
+        "collections": collections_of(prov),
+        "agency": prov.agency,
+        "jurisdiction": prov.jurisdiction,
+        "tlp": prov.tlp,
+        "audience": audience(sharing, obj, prov),
+        "is_latest": False,
+        "is_first": False,
+        "deleted": False,
+        "version_tags": [],
+        "object": obj,
+        "provenance": prov.to_dict(),
+    }
+    for name in _REF_FIELDS:
+        if isinstance(obj.get(name), str):
+            doc[name] = obj[name]
+    return doc
+
+
+def _flagged(doc: dict[str, Any], first: bool, latest: bool) -> dict[str, Any]:
+    tags = [f"v:{doc['version']}"]
+    if first:
+        tags.append("first")
+    if latest:
+        tags.append("last")
+    return doc | {"is_first": first, "is_latest": latest, "version_tags": tags}
+
+
+def reflag(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every version of one id with first/latest recomputed over the live ones."""
+    live = sorted(
+        (k for k, d in docs.items() if not d.get("deleted")),
+        key=lambda k: (docs[k]["version"], docs[k]["date_added"]),
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for key, doc in docs.items():
+        if doc.get("deleted"):
+            out[key] = doc | {"is_first": False, "is_latest": False, "version_tags": []}
+        else:
+            out[key] = _flagged(doc, key == live[0], key == live[-1])
+    return out
+
+
+def head_key(stix_id: str) -> str:
+    """Key of the document listing every version key of ``stix_id`` (own index, so
+    pages over the objects index never scan these).
+
+    Read with ``get_many`` (real-time in every backend, unlike search, which
+    Elasticsearch only shows after a refresh), so a version stored a moment
+    ago is never missed when the next one arrives.
+    """
+    return f"{stix_id}|#versions"
+
+
+def versions_of(
+    store: Store, ids: Sequence[str]
+) -> tuple[dict[str, Stored | None], dict[str, dict[str, Stored]]]:
+    """(head document of each id, id -> key -> stored version)."""
+    heads = store.get_many(INDEX_OBJECT_VERSIONS, [head_key(i) for i in ids])
+    head_of = {i: heads.get(head_key(i)) for i in ids}
+    keys = [k for h in head_of.values() if h is not None for k in h.doc["keys"]]
+    stored = store.get_many(INDEX_OBJECTS, keys) if keys else {}
+    found: dict[str, dict[str, Stored]] = {i: {} for i in ids}
+    for key, st in stored.items():
+        found[st.doc["id"]][key] = st
+    return head_of, found
+
+
+def _changes(current: dict[str, Stored], wanted: dict[str, dict[str, Any]]) -> list[Put]:
+    puts: list[Put] = []
+    for key, doc in wanted.items():
+        old = current.get(key)
+        if old is None:
+            puts.append(Put(key, doc, expected=None))
+        elif old.doc != doc:
+            puts.append(Put(key, doc, expected=old.version))
+    return puts
+
+
+Change = Callable[[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]
+
+
+def _apply(store: Store, ids: Iterable[str], change: Change) -> int:
+    """Read all versions of ``ids``, let ``change(id, docs)`` edit them, write; retry conflicts.
+
+    The head document of an id is written first under optimistic concurrency;
+    only the writer that updated it goes on to write that id's versions.
+    """
+    pending = list(dict.fromkeys(ids))
+    written = 0
+    for _ in range(MAX_RETRIES):
+        if not pending:
+            return written
+        heads, current = versions_of(store, pending)
+        head_puts: list[Put] = []
+        version_puts: dict[str, list[Put]] = {}
+        for stix_id in pending:
+            docs = {k: st.doc for k, st in current[stix_id].items()}
+            wanted = change(stix_id, docs)
+            puts = _changes(current[stix_id], wanted)
+            if not puts:
+                continue
+            head = heads[stix_id]
+            known = set(head.doc["keys"]) if head is not None else set()
+            keys = sorted(known | set(wanted))
+            doc = {"kind": "versions", "of": stix_id, "keys": keys}
+            expected = head.version if head is not None else None
+            head_puts.append(Put(head_key(stix_id), doc, expected=expected))
+            version_puts[stix_id] = puts
+        retry: set[str] = set()
+        ok_ids: list[str] = []
+        for put, result in zip(
+            head_puts,
+            store.put_many(INDEX_OBJECT_VERSIONS, head_puts) if head_puts else [],
+            strict=True,
+        ):
+            stix_id = put.doc["of"]
+            if result.ok:
+                ok_ids.append(stix_id)
+            else:
+                retry.add(stix_id)
+        puts_flat = [(i, p) for i in ok_ids for p in version_puts[i]]
+        results = store.put_many(INDEX_OBJECTS, [p for _, p in puts_flat]) if puts_flat else []
+        for (stix_id, _), result in zip(puts_flat, results, strict=True):
+            if result.ok:
+                written += 1
+            else:
+                retry.add(stix_id)
+        pending = [i for i in pending if i in retry]
+    if pending:
+        raise RuntimeError(f"objects index: gave up after {MAX_RETRIES} conflicts on {pending}")
+    return written
+
+
+def store_objects(
+    store: Store,
+    accepted: Sequence[Accepted],
+    clock: Clock,
+    sharing: SharingPolicy | None = None,
+) -> int:
+    """Write accepted objects into the objects index; idempotent; returns documents written.
+
+    ``audience`` tags come from ``sharing`` (default: the default whitelist).
+    """
+    sharing = sharing or default_sharing()
+    groups: dict[str, list[Accepted]] = {}
+    for item in accepted:
+        groups.setdefault(item.obj["id"], []).append(item)
+    stamped: dict[str, str] = {}
+
+    def change(stix_id: str, docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        merged = dict(docs)
+        for item in groups[stix_id]:
+            key = object_key(stix_id, version_of(item.obj))
+            if key in merged:
+                continue  # this version is stored already: keep its date_added
+            if key not in stamped:
+                stamped[key] = next_date_added(clock)
+            merged[key] = new_document(item, stamped[key], sharing)
+        return reflag(merged)
+
+    return _apply(store, list(groups), change)
+
+
+def delete_versions(store: Store, stix_id: str, keys: Iterable[str]) -> int:
+    """Mark the versions ``keys`` of ``stix_id`` deleted (TAXII 2.1 section 5.7)."""
+    doomed = set(keys)
+
+    def change(_: str, docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return reflag({k: d | {"deleted": True} if k in doomed else d for k, d in docs.items()})
+
+    written = _apply(store, [stix_id], change)
+    store.refresh(INDEX_OBJECTS)
+    return written
