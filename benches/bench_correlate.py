@@ -72,7 +72,12 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="tb-bench-"))
-    settings = Settings(data_dir=data_dir, bus_url=args.bus, store_url=args.store)
+    settings = Settings(
+        data_dir=data_dir,
+        bus_url=args.bus,
+        store_url=args.store,
+        namespace=f"bench{uuid.uuid4().hex[:8]}-",
+    )
     services = build(settings)
     registry = AgencyRegistry(services.store, services.clock)
     for agency_id, jurisdiction, reliability in AGENCIES:

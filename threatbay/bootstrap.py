@@ -42,7 +42,7 @@ def bus_from_url(url: str, settings: Settings) -> Bus:
     if url.startswith("kafka:"):
         from backends.kafka_bus import KafkaBus
 
-        return KafkaBus(url.removeprefix("kafka://"), settings.kafka)
+        return KafkaBus(url.removeprefix("kafka://"), settings.kafka, prefix=settings.namespace)
     raise ValueError(f"unknown bus URL scheme: {url!r} (use kafka:// or sqlite:///)")
 
 
@@ -55,7 +55,7 @@ def store_from_url(url: str, settings: Settings) -> Store:
     if url.startswith(("http:", "https:")):
         from backends.elasticsearch_store import ElasticsearchStore
 
-        return ElasticsearchStore(url, settings.elasticsearch)
+        return ElasticsearchStore(url, settings.elasticsearch, prefix=settings.namespace)
     raise ValueError(f"unknown store URL scheme: {url!r} (use http(s):// or sqlite:///)")
 
 
