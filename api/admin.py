@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.auth import require_role
+from api.errors import ERROR_RESPONSES
 from api.registry import AgencyExists, AgencyRegistry, UnknownCredential
 from core.access import Agency, Credential, Principal, bearer_token
 from core.clock import parse_timestamp
@@ -46,7 +47,7 @@ def _issued(cred: Credential, secret: str) -> dict[str, Any]:
 
 def admin_router() -> APIRouter:
     """``/api/v1/admin/...``: manage agencies and credentials (role ``admin``)."""
-    router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+    router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=ERROR_RESPONSES)
 
     @router.get("/agencies")
     def list_agencies(_: Admin, registry: Registry) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from api.audit import audit_log
 from api.auth import CurrentPrincipal
+from api.errors import ERROR_RESPONSES
 from api.taxii.errors import TaxiiError
 from core import names, policy
 from core.access import Principal
@@ -171,7 +172,7 @@ def _error_status(err: AlertError) -> int:
 
 def alerts_router() -> APIRouter:
     """``/api/v1/alerts``: list, detail, acknowledge, resolve, comment."""
-    router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+    router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
 
     @router.get("")
     def list_alerts(

@@ -23,9 +23,9 @@ from api.admin import admin_router
 from api.alerts import alerts_router
 from api.audit import audit_log
 from api.auth import FailureLimiter
+from api.stream import stream_router
 from api.taxii.errors import TaxiiError, error_response
 from api.taxii.media import TAXII_21
-from api.stream import stream_router
 from api.taxii.routes import taxii_router
 from api.webhooks import webhooks_router
 from core.errors import StoreUnavailable

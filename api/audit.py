@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from api.auth import require_role
+from api.errors import ERROR_RESPONSES
 from api.taxii.errors import TaxiiError
 from core import names
 from core.access import Principal
@@ -220,7 +221,7 @@ Admin = Annotated[Principal, Depends(require_role("admin"))]
 
 def router() -> APIRouter:
     """Admin routes: trace a record, export the audit log."""
-    r = APIRouter(prefix="/api/v1", tags=["audit"])
+    r = APIRouter(prefix="/api/v1", tags=["audit"], responses=ERROR_RESPONSES)
 
     @r.get("/trace/{key:path}", summary="Trace a record to its sources and every release")
     def trace_record(request: Request, principal: Admin, key: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from api.audit import record_access
 from api.auth import require_role
+from api.errors import ERROR_RESPONSES
 from api.indicator_queries import (
     SORTS,
     BadCursor,
@@ -51,7 +52,7 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 
 
 def router() -> APIRouter:
-    r = APIRouter(prefix="/api/v1", tags=["indicators"])
+    r = APIRouter(prefix="/api/v1", tags=["indicators"], responses=ERROR_RESPONSES)
 
     @r.get("/indicators", summary="Search indicator records")
     def search(

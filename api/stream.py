@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 
 from api.alerts import READ_ROLES, alert_view, audit, reader_of
 from api.auth import CurrentPrincipal
+from api.errors import ERROR_RESPONSES
 from api.taxii.errors import TaxiiError
 from core import names, policy
 from core.ports import Query as StoreQuery
@@ -137,7 +138,7 @@ def _latest_seq(store: Store) -> int:
 
 def stream_router() -> APIRouter:
     """``GET /api/v1/stream``: SSE of alert events (analyst, dashboard, admin)."""
-    router = APIRouter(prefix="/api/v1", tags=["stream"])
+    router = APIRouter(prefix="/api/v1", tags=["stream"], responses=ERROR_RESPONSES)
 
     @router.get("/stream", response_class=StreamingResponse)
     async def stream(

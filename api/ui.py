@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
 from api.auth import CurrentPrincipal
+from api.errors import ERROR_RESPONSES
 from api.taxii.errors import TaxiiError
 
 UI_PATH = "/ui/"
@@ -61,7 +62,7 @@ def me_view(principal: CurrentPrincipal) -> dict[str, Any]:
 def router() -> APIRouter:
     """``/ui/`` (the page and its assets) and ``/api/v1/me``."""
     assets = load_assets()
-    r = APIRouter(tags=["ui"])
+    r = APIRouter(tags=["ui"], responses=ERROR_RESPONSES)
 
     @r.get("/ui", include_in_schema=False)
     def ui_root() -> RedirectResponse:

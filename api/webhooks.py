@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 
 from api.alerts import alert_view, audit, decode_cursor, encode_cursor
 from api.auth import CurrentPrincipal
+from api.errors import ERROR_RESPONSES
 from api.registry import AgencyRegistry
 from api.taxii.errors import TaxiiError
 from core import names, policy
@@ -409,7 +410,7 @@ Services = Annotated[Any, Depends(_services)]
 
 def webhooks_router() -> APIRouter:
     """``/api/v1/webhooks`` and ``/api/v1/deliveries``."""
-    router = APIRouter(prefix="/api/v1", tags=["notifications"])
+    router = APIRouter(prefix="/api/v1", tags=["notifications"], responses=ERROR_RESPONSES)
 
     @router.put("/webhooks/{agency_id}")
     def register_webhook(

@@ -124,17 +124,29 @@ class Platform:
     consumers: dict[str, Consumer]
     patience: int = 2  # empty polls before a drain stops (real Kafka needs more)
 
+    def _drain(self, worker: Any, consumer: str) -> int:
+        """Drain until idle; on real Kafka first wait (bounded) for the first message.
+
+        A kafka-python poll can come back empty while a fetch or a group join is
+        still under way, so "idle" alone is not "done" there.
+        """
+        total: int = worker.drain(self.consumers[consumer], self.patience)
+        deadline = time.monotonic() + (15 if self.patience > 2 else 0)
+        while total == 0 and time.monotonic() < deadline:
+            total = worker.drain(self.consumers[consumer], self.patience)
+        return total
+
     def correlate(self) -> None:
-        self.correlator.drain(self.consumers["raw"], self.patience)
+        self._drain(self.correlator, "raw")
         self.services.store.refresh(names.INDEX_INDICATORS)
 
     def alert(self) -> None:
-        self.engine.drain(self.consumers["changes"], self.patience)
+        self._drain(self.engine, "changes")
         self.services.store.refresh(names.INDEX_ALERTS)
         self.services.store.refresh(names.INDEX_ALERT_EVENTS)
 
     def notify(self) -> dict[str, int]:
-        self.notifier.drain(self.consumers["alerts"], self.patience)
+        self._drain(self.notifier, "alerts")
         self.services.store.refresh(names.INDEX_DELIVERIES)
         counts = self.deliverer.delivery_tick(self.services.clock.now())
         self.services.store.refresh(names.INDEX_DELIVERIES)
