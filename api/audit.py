@@ -113,10 +113,10 @@ def release_entries(
 
 
 def audit_log(services: Services) -> AuditLog:
-    log_: AuditLog | None = getattr(services, "audit", None)
-    if log_ is None:
-        log_ = AuditLog(services.store, services.clock)
-        services.audit = log_  # type: ignore[attr-defined]
+    """The process's audit log, created on first use."""
+    if services.audit is None:
+        services.audit = AuditLog(services.store, services.clock)
+    log_: AuditLog = services.audit
     return log_
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.settings import Settings
+from correlate.worker import Correlator
 from threatbay.bootstrap import Services, build
 
 log = logging.getLogger("threatbay")
@@ -46,10 +47,9 @@ class Loops:
             thread.join(timeout)
 
 
-def correlator_for(services: Services):  # type: ignore[no-untyped-def]
+def correlator_for(services: Services) -> Correlator:
     """The correlation worker wired to this process's services."""
     from correlate.score import Scorer
-    from correlate.worker import Correlator
     from threatbay.wiring import agency_profiles, shared_warninglists
 
     return Correlator(
