@@ -214,6 +214,9 @@ class KafkaBus:
     ) -> KafkaConsumerMember:
         """Join ``group`` on ``topic``; ``from_beginning`` resets the group to the start."""
         name = self._prefix + topic
+        # Groups are namespaced like topics: two namespaces sharing a group id would be one
+        # consumer group, rebalancing across runs that have nothing to do with each other.
+        group = self._prefix + group
         listener = _ReplayFromStart()
         try:
             with self._lock:

@@ -88,11 +88,16 @@ def demo(
     ] = True,
 ) -> None:
     """Start the platform, play three agencies' pushes, and show merge, alert, ack, overdue."""
-    from threatbay.demo import demo_settings, run_demo
+    from threatbay.demo import DemoError, demo_settings, run_demo
 
     # The report is the output; keep the loops' INFO chatter out of it.
     logging.getLogger().setLevel(logging.WARNING)
-    run_demo(demo_settings(data_dir), host=host, port=port, keep_running=keep_running)
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    try:
+        run_demo(demo_settings(data_dir), host=host, port=port, keep_running=keep_running)
+    except DemoError as exc:
+        typer.echo(f"threatbay demo: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def main() -> None:
