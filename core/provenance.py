@@ -12,6 +12,8 @@ from typing import Any, Literal
 Jurisdiction = Literal["GD", "HK", "MO"]
 JURISDICTIONS: tuple[Jurisdiction, ...] = ("GD", "HK", "MO")
 
+SourceKind = Literal["agency", "feed"]
+
 Tlp = Literal["clear", "green", "amber", "amber+strict", "red"]
 TLP_ORDER: tuple[Tlp, ...] = ("clear", "green", "amber", "amber+strict", "red")
 
@@ -24,7 +26,7 @@ class Provenance:
     jurisdiction: str
     received_at: str
     request_id: str
-    source_kind: Literal["agency", "feed"] = "agency"
+    source_kind: SourceKind = "agency"
     tlp: Tlp = "amber"
     tlp_defaulted: bool = False
     recipients: tuple[str, ...] = field(default_factory=tuple)

@@ -21,7 +21,7 @@ from core.errors import BusUnavailable
 from core.markings import red_recipients, tlp_of
 from core.names import TOPIC_RAW
 from core.ports import Bus
-from core.provenance import Provenance
+from core.provenance import Provenance, SourceKind
 from core.stix import object_id, object_version
 from ingest.validate import validation_error
 
@@ -54,12 +54,17 @@ class PushResult:
 
 
 def stamp(
-    principal: Principal, obj: dict[str, Any], received_at: str, request_id: str
+    principal: Principal,
+    obj: dict[str, Any],
+    received_at: str,
+    request_id: str,
+    source_kind: SourceKind = "agency",
 ) -> Provenance:
     """Provenance from the credential, never from the payload (DOMAIN.md "Parties")."""
     tlp, defaulted = tlp_of(obj)
     return Provenance(
         agency=principal.agency.id,
+        source_kind=source_kind,
         jurisdiction=principal.agency.jurisdiction,
         received_at=received_at,
         request_id=request_id,
@@ -91,6 +96,7 @@ def push_objects(
     clock: Clock,
     identity_owners: Mapping[str, str],
     request_id: str | None = None,
+    source_kind: SourceKind = "agency",
 ) -> PushResult:
     """Validate every object, publish the accepted ones in one ``bus.publish``.
 
@@ -105,7 +111,7 @@ def push_objects(
         if err is not None:
             result.failures.append(Outcome(object_id(obj), object_version(obj), err))
             continue
-        accepted.append(Accepted(obj, stamp(principal, obj, received_at, request_id)))
+        accepted.append(Accepted(obj, stamp(principal, obj, received_at, request_id, source_kind)))
     if not accepted:
         return result
     try:

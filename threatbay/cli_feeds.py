@@ -7,7 +7,6 @@ agency, and ``ingest.push.push_objects`` as its ingest function.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import signal
@@ -62,15 +61,15 @@ def push_ingest(services: Services) -> Callable[[Principal, list[Any]], IngestRe
     from ingest.push import push_objects
 
     registry = AgencyRegistry(services.store, services.clock)
-    extra: dict[str, Any] = {}
-    if "source_kind" in inspect.signature(push_objects).parameters:
-        extra["source_kind"] = "feed"
-    else:
-        log.warning("ingest.push.push_objects has no source_kind: feed provenance says 'agency'")
 
     def ingest(principal: Principal, objects: list[Any]) -> IngestResultLike:
         result = push_objects(
-            principal, objects, services.bus, services.clock, registry.identity_owners(), **extra
+            principal,
+            objects,
+            services.bus,
+            services.clock,
+            registry.identity_owners(),
+            source_kind="feed",
         )
         if not result.successes and any(
             (f.message or "").startswith(_BUS_FAILURE) for f in result.failures

@@ -13,7 +13,6 @@ feed is named with its reason and never stops the others.
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import os
 import shutil
@@ -45,7 +44,6 @@ from feeds.base import IngestUnavailable
 from feeds.config import FeedConfig, load_registry
 from feeds.cursors import FeedCursors
 from feeds.runner import FeedRunner, FeedScheduler, IngestResultLike
-from ingest.push import push_objects
 from threatbay.bootstrap import Services
 from threatbay.cli_feeds import (
     build_runner,
@@ -351,8 +349,6 @@ def test_taxii21_pull_reaches_the_bus_as_the_feed_agency_and_a_repull_fetches_no
     agency = services.store.get(INDEX_AGENCIES, "agency:feed-partner")
     assert agency is not None and agency.doc["reliability"] == "A"
     # scoring and provenance treat the feed as a source of kind 'feed' (issue 7)
-    if "source_kind" not in inspect.signature(push_objects).parameters:
-        pytest.xfail("ingest.push.push_objects cannot stamp source_kind='feed' yet")
     assert {a.provenance.source_kind for a in items} == {"feed"}
 
 
