@@ -88,9 +88,25 @@ def _uvicorn(services: Services, host: str, port: int, loops: Loops) -> None:
         services.close()
 
 
+def first_run_hint(services: Services) -> str | None:
+    """What a new user should do next when no agency is registered yet."""
+    from api.registry import AgencyRegistry
+
+    if AgencyRegistry(services.store, services.clock).list():
+        return None
+    return (
+        "No agency is registered yet. To see the whole mechanism with three simulated agencies\n"
+        "(GD, HK, MO) in one minute, stop this and run:   threatbay demo\n"
+        "To register a real agency:   threatbay agency add --help"
+    )
+
+
 def serve_all(settings: Settings, host: str, port: int) -> None:
     """API + correlator + alert engine + notifier in one process."""
     services = build(settings)
+    hint = first_run_hint(services)
+    if hint:
+        print(hint)
     loops = Loops()
     start_correlator(services, loops)
     start_alerter(services, loops)
