@@ -46,6 +46,7 @@ from api.taxii.errors import TaxiiError
 from core import names, policy
 from core.access import Agency
 from core.clock import Clock, format_timestamp, parse_timestamp
+from core.consuming import consume_until, drain_until_idle
 from core.errors import StoreUnavailable, UnknownAgency
 from core.ports import Bus, Consumer, Incoming, Put, Range, Sort, Store, Term
 from core.ports import Query as StoreQuery
@@ -131,20 +132,9 @@ class Notifier:
         self.registry = AgencyRegistry(store, clock)
 
     def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; transient store failures back off and retry."""
         consumer = self.bus.consumer(names.TOPIC_ALERTS, names.GROUP_NOTIFIER)
-        backoff = 0.5
-        try:
-            while not stop.is_set():
-                try:
-                    self.step(consumer)
-                    backoff = 0.5
-                except StoreUnavailable as exc:
-                    log.warning("store unavailable, retrying in %.1fs: %s", backoff, exc)
-                    consumer.rewind()
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-        finally:
-            consumer.close()
+        consume_until(stop, consumer, self.step, log)
 
     def step(self, consumer: Consumer, timeout_s: float = 0.25) -> int:
         messages = consumer.poll(max_records=200, timeout_s=timeout_s)
@@ -155,12 +145,8 @@ class Notifier:
         return len(messages)
 
     def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
-        total, idle = 0, 0
-        while idle < idle_polls:
-            n = self.step(consumer, timeout_s=0.1)
-            total += n
-            idle = idle + 1 if n == 0 else 0
-        return total
+        """Process until the topic has been empty for ``idle_polls`` polls (tests, replay)."""
+        return drain_until_idle(lambda: self.step(consumer, timeout_s=0.1), idle_polls)
 
     def _reader(self, endpoint: WebhookEndpoint) -> policy.Reader:
         try:

@@ -44,6 +44,7 @@ from core.alerts import (
     open_or_update,
 )
 from core.clock import Clock, format_timestamp, parse_timestamp
+from core.consuming import consume_until, drain_until_idle
 from core.envelope import Accepted
 from core.errors import StoreUnavailable
 from core.markings import normalise_tlp
@@ -289,23 +290,11 @@ class AlertEngine:
     # ---------------------------------------------------------------- loop
 
     def run(self, stop: threading.Event, *, from_beginning: bool = False) -> None:
-        """Consume until ``stop``; transient store failures rewind, back off and retry."""
+        """Consume until ``stop`` is set; transient store failures back off and retry."""
         consumer = self.bus.consumer(
             names.TOPIC_CHANGES, names.GROUP_ALERTER, from_beginning=from_beginning
         )
-        backoff = 0.5
-        try:
-            while not stop.is_set():
-                try:
-                    self.step(consumer)
-                    backoff = 0.5
-                except StoreUnavailable as exc:
-                    log.warning("store unavailable, retrying in %.1fs: %s", backoff, exc)
-                    consumer.rewind()
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-        finally:
-            consumer.close()
+        consume_until(stop, consumer, self.step, log)
 
     def step(self, consumer: Consumer, max_records: int = 500, timeout_s: float = 0.25) -> int:
         """Process one polled batch; commit only after the store acknowledged it."""
@@ -317,13 +306,8 @@ class AlertEngine:
         return len(messages)
 
     def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
-        """Process until the topic stayed empty for ``idle_polls`` polls (tests, replay)."""
-        total, idle = 0, 0
-        while idle < idle_polls:
-            n = self.step(consumer, timeout_s=0.1)
-            total += n
-            idle = idle + 1 if n == 0 else 0
-        return total
+        """Process until the topic has been empty for ``idle_polls`` polls (tests, replay)."""
+        return drain_until_idle(lambda: self.step(consumer, timeout_s=0.1), idle_polls)
 
     # --------------------------------------------------------------- batch
 

@@ -24,6 +24,7 @@ import orjson
 
 from core import envelope, names
 from core.clock import Clock, format_timestamp
+from core.consuming import consume_until, drain_until_idle
 from core.envelope import Accepted
 from core.errors import InvalidPattern, StoreUnavailable
 from core.observables import observables
@@ -87,19 +88,7 @@ class Correlator:
         consumer = self.bus.consumer(
             names.TOPIC_RAW, names.GROUP_CORRELATOR, from_beginning=from_beginning
         )
-        backoff = 0.5
-        try:
-            while not stop.is_set():
-                try:
-                    self.step(consumer)
-                    backoff = 0.5
-                except StoreUnavailable as exc:
-                    log.warning("store unavailable, retrying in %.1fs: %s", backoff, exc)
-                    consumer.rewind()
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-        finally:
-            consumer.close()
+        consume_until(stop, consumer, self.step, log)
 
     def step(self, consumer: Consumer, max_records: int = 200, timeout_s: float = 0.5) -> int:
         """Process one polled batch; commit only after the store acknowledged it."""
@@ -112,12 +101,7 @@ class Correlator:
 
     def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
         """Process until the topic has been empty for ``idle_polls`` polls (tests, replay)."""
-        total, idle = 0, 0
-        while idle < idle_polls:
-            n = self.step(consumer, timeout_s=0.2)
-            total += n
-            idle = idle + 1 if n == 0 else 0
-        return total
+        return drain_until_idle(lambda: self.step(consumer, timeout_s=0.2), idle_polls)
 
     # ---------------------------------------------------------------- batch
 
