@@ -31,7 +31,7 @@ from core.observables import observables
 from core.policy import SharingPolicy, record_audience
 from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Term
 from correlate import merge
-from correlate.objects import store_objects
+from correlate.objects import store_objects, versions_of
 from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
 
 log = logging.getLogger("threatbay.correlate")
@@ -192,21 +192,26 @@ class Correlator:
             self._attach_earlier(work, keys_of, new_ids)
 
     def _records_naming(self, stix_ids: set[str]) -> dict[str, set[str]]:
+        """Record key -> the given indicator ids it holds, by real-time reads only.
+
+        The indicators' stored versions (``threatbay-object-versions`` then the
+        objects index, both read by key) give their patterns, hence their keys;
+        a search on ``stix_ids`` would miss records written less than one
+        refresh interval ago on Elasticsearch.
+        """
+        _, versions = versions_of(self.store, sorted(stix_ids))
         found: dict[str, set[str]] = {}
-        ids = sorted(stix_ids)
-        for start in range(0, len(ids), 500):
-            chunk = tuple(ids[start : start + 500])
-            after = None
-            while True:
-                page = self.store.search(
-                    names.INDEX_INDICATORS,
-                    _query((Term("stix_ids", chunk),), after),
-                )
-                for hit in page.hits:
-                    found[hit.key] = set(hit.doc.get("stix_ids", [])) & stix_ids
-                if not page.more:
-                    break
-                after = page.hits[-1].cursor
+        for stix_id, stored in versions.items():
+            for version in stored.values():
+                pattern = version.doc.get("object", {}).get("pattern")
+                if not isinstance(pattern, str):
+                    continue
+                try:
+                    keys = [o.key for o in observables(pattern)]
+                except InvalidPattern:
+                    continue
+                for key in keys:
+                    found.setdefault(key, set()).add(stix_id)
         return found
 
     def _attach_earlier(

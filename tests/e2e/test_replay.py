@@ -44,7 +44,8 @@ def backends(
     kafka = request.getfixturevalue("kafka_bootstrap")
     es = request.getfixturevalue("es_url")
     prefix = f"replay-{uuid.uuid4().hex[:8]}-"
-    store = ElasticsearchStore(es, ElasticsearchSettings(), prefix=prefix)
+    # A long refresh interval: only reads by key see fresh writes (as under heavy ingest).
+    store = ElasticsearchStore(es, ElasticsearchSettings(refresh_interval="30s"), prefix=prefix)
     bus = KafkaBus(kafka, KafkaSettings(partitions=3, session_timeout_ms=6000), prefix=prefix)
     svc = Services(settings=Settings(data_dir=tmp_path), bus=bus, store=store, clock=clock)
     yield svc
@@ -170,3 +171,31 @@ def test_replaying_the_raw_topic_from_offset_zero_changes_nothing(backends: Serv
     assert drain(backends, from_beginning=True) == 10  # every object read again
     assert dump(backends, names.INDEX_INDICATORS) == records
     assert dump(backends, names.INDEX_OBJECTS) == objects
+
+
+def test_a_sighting_right_after_its_indicator_attaches_without_waiting_for_a_refresh(
+    backends: Services,
+) -> None:
+    registry = AgencyRegistry(backends.store, backends.clock)
+    registry.add_agency(AGENCIES["hk"])
+    cred, secret = registry.add_credential(AGENCIES["hk"].id)
+    hk = Key(AGENCIES["hk"], cred.key_id, secret)
+    first = indicator(7, pattern="[url:value = 'http://fresh.example.org/x']", tlp=TLP_GREEN)
+    sighting = {
+        "type": "sighting", "spec_version": "2.1",
+        "id": f"sighting--{uuid.uuid5(uuid.NAMESPACE_URL, 'fresh-sight')}",
+        "sighting_of_ref": first["id"], "count": 1, "created": "2026-02-01T00:00:00.000Z",
+        "modified": "2026-02-01T00:00:00.000Z", "object_marking_refs": [TLP_GREEN],
+    }  # fmt: skip
+    with TestClient(create_app(backends)) as client:
+        for objects in ([first], [sighting]):
+            response = client.post(
+                hk.inbox + "objects/", headers=hk.post, content=orjson.dumps({"objects": objects})
+            )
+            assert response.status_code == 202, response.text
+            # Correlate each push on its own, with no index refresh in between.
+            assert drain(backends, from_beginning=False) == 1
+    stored = backends.store.get(names.INDEX_INDICATORS, "url|value|http://fresh.example.org/x")
+    assert stored is not None
+    assert stored.doc["sighted"] is True
+    assert [s["stix_id"] for s in stored.doc["sightings"]] == [sighting["id"]]
