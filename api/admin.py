@@ -25,6 +25,7 @@ class AgencyIn(BaseModel):
     default_confidence: int = Field(50, ge=0, le=100)
     roles: list[str] = ["publisher", "analyst"]
     webhook_url: str | None = None
+    crossborder_consent: list[str] = []
 
 
 class CredentialIn(BaseModel):
@@ -56,7 +57,13 @@ def admin_router() -> APIRouter:
     @router.post("/agencies", status_code=201)
     def add_agency(body: AgencyIn, _: Admin, registry: Registry) -> JSONResponse:
         try:
-            agency = Agency(**body.model_dump() | {"roles": tuple(body.roles)})
+            agency = Agency(
+                **body.model_dump()
+                | {
+                    "roles": tuple(body.roles),
+                    "crossborder_consent": tuple(body.crossborder_consent),
+                }
+            )
             registry.add_agency(agency)
         except ValueError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=422)

@@ -50,6 +50,7 @@ def reader_of(principal: Principal) -> policy.Reader:
         agency_id=principal.agency.id,
         jurisdiction=principal.agency.jurisdiction,
         roles=frozenset(principal.roles),
+        crossborder_consent=frozenset(principal.agency.crossborder_consent),
     )
 
 

@@ -89,6 +89,8 @@ def release_entries(
 ) -> list[dict[str, Any]]:
     """One entry per source report of ``view`` released to ``principal``."""
     to_j = principal.agency.jurisdiction
+    sharing = view.get("sharing") or {}
+    redacted_view = bool(sharing.get("redactions")) or sharing.get("outcome") == "allow_redacted"
     entries = []
     for source in view.get("sources", []) + view.get("sightings", []):
         entries.append(
@@ -105,7 +107,9 @@ def release_entries(
                 "source_jurisdiction": source.get("jurisdiction"),
                 "tlp": source.get("tlp"),
                 "cross_border": source.get("jurisdiction") != to_j,
-                "redacted": bool(source.get("redacted")) or rule.startswith("redact"),
+                "redacted": (
+                    bool(source.get("redacted")) or redacted_view or rule.startswith("redact")
+                ),
                 "rule": rule,
             }
         )

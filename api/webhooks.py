@@ -150,10 +150,12 @@ class Notifier:
 
     def _reader(self, endpoint: WebhookEndpoint) -> policy.Reader:
         try:
-            roles = frozenset(self.registry.get(endpoint.agency_id).roles)
+            agency = self.registry.get(endpoint.agency_id)
+            roles = frozenset(agency.roles)
+            consent = frozenset(agency.crossborder_consent)
         except UnknownAgency:
-            roles = frozenset()
-        return policy.Reader(endpoint.agency_id, endpoint.jurisdiction, roles)
+            roles, consent = frozenset(), frozenset()
+        return policy.Reader(endpoint.agency_id, endpoint.jurisdiction, roles, consent)
 
     def process(self, messages: Sequence[Incoming]) -> int:
         """Create delivery jobs for the notifying events among ``messages``."""

@@ -53,6 +53,7 @@ class Agency:
     default_confidence: int = 50
     roles: tuple[str, ...] = ("publisher", "analyst")
     webhook_url: str | None = None
+    crossborder_consent: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _AGENCY_ID.match(self.id):
@@ -66,6 +67,9 @@ class Agency:
         if not 0 <= self.default_confidence <= 100:
             raise AccessError("default_confidence must be 0..100")
         check_roles(self.roles)
+        for j in self.crossborder_consent:
+            if j not in JURISDICTIONS:
+                raise AccessError(f"crossborder_consent entries must be among {JURISDICTIONS}")
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class Agency:
             "default_confidence": self.default_confidence,
             "roles": list(self.roles),
             "webhook_url": self.webhook_url,
+            "crossborder_consent": list(self.crossborder_consent),
         }
 
     @classmethod
@@ -91,6 +96,7 @@ class Agency:
             default_confidence=int(doc.get("default_confidence", 50)),
             roles=tuple(doc.get("roles", ())),
             webhook_url=doc.get("webhook_url"),
+            crossborder_consent=tuple(doc.get("crossborder_consent") or ()),
         )
 
 

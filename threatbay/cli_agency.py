@@ -57,6 +57,10 @@ def add(
     default_confidence: Annotated[int, typer.Option(help="Confidence when missing.")] = 50,
     roles: Annotated[str, typer.Option(help="Comma-separated roles.")] = "publisher,analyst",
     webhook_url: Annotated[str | None, typer.Option(help="Notification endpoint.")] = None,
+    crossborder_consent: Annotated[
+        str,
+        typer.Option(help="Comma-separated source jurisdictions whose AMBER may reach us."),
+    ] = "",
     expires_days: Annotated[int | None, typer.Option(help="Credential lifetime.")] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -74,6 +78,9 @@ def add(
             default_confidence=default_confidence,
             roles=tuple(r.strip() for r in roles.split(",") if r.strip()),
             webhook_url=webhook_url,
+            crossborder_consent=tuple(
+                j.strip().upper() for j in crossborder_consent.split(",") if j.strip()
+            ),
         )
     except AccessError as exc:
         raise typer.BadParameter(str(exc)) from exc
