@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,17 +20,9 @@ pytestmark = pytest.mark.elasticsearch
 
 
 @pytest.fixture
-def services(tmp_path: Path, clock: FakeClock) -> Iterator[Services]:
+def services(tmp_path: Path, clock: FakeClock, es_url: str) -> Iterator[Services]:
     """Real Elasticsearch (own index prefix) with the embedded bus; overrides conftest's."""
-    url = os.environ.get("THREATBAY_TEST_ES", "http://127.0.0.1:9200")
-    parts = urlsplit(url)
-    try:
-        socket.create_connection((parts.hostname or "", parts.port or 9200), timeout=1).close()
-    except OSError:
-        required = os.environ.get("CI", "").lower() == "true"
-        if required or os.environ.get("THREATBAY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Elasticsearch at {url} is not reachable; CI may not skip it")
-        pytest.skip(f"Elasticsearch at {url} is not reachable (deploy/dev/services up)")
+    url = es_url  # tests/conftest.py: fails under CI when unreachable, skips otherwise
     from backends.elasticsearch_store import ElasticsearchStore
 
     settings = Settings(data_dir=tmp_path)

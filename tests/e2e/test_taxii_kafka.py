@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,17 +22,9 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-def services(tmp_path: Path, clock: FakeClock) -> Iterator[Services]:
+def services(tmp_path: Path, clock: FakeClock, kafka_bootstrap: str) -> Iterator[Services]:
     """Real Kafka bus (own topic prefix) with the embedded store; overrides conftest's."""
-    address = os.environ.get("THREATBAY_TEST_KAFKA", "127.0.0.1:9092")
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        required = os.environ.get("CI", "").lower() == "true"
-        if required or os.environ.get("THREATBAY_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Kafka at {address} is not reachable; CI may not skip it")
-        pytest.skip(f"Kafka at {address} is not reachable (deploy/dev/services up)")
+    address = kafka_bootstrap  # tests/conftest.py: fails under CI when unreachable, skips otherwise
     from backends.embedded_store import EmbeddedStore
     from backends.kafka_bus import KafkaBus
 
