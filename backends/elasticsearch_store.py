@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import orjson
 from elasticsearch import (
     ApiError,
     Elasticsearch,
@@ -47,6 +48,8 @@ KEY_FIELD = "_tb_key"
 _MAX_WINDOW = 10_000
 _MGET_CHUNK = 1000
 _TERMS_BUCKETS = 10_000
+#: Only what put_many reads of a bulk response (smaller to send and to parse).
+_BULK_FILTER = "items.*.status,items.*._seq_no,items.*._primary_term,items.*.error"
 _T = TypeVar("_T")
 
 
@@ -196,7 +199,7 @@ class ElasticsearchStore:
         if not puts:
             return []
         name = self._ensure_index(index)
-        operations: list[dict[str, Any]] = []
+        lines: list[bytes] = []
         for put in puts:
             meta: dict[str, Any] = {"_index": name, "_id": put.key}
             if put.blind:
@@ -206,9 +209,15 @@ class ElasticsearchStore:
             else:
                 op = "index"
                 meta["if_seq_no"], meta["if_primary_term"] = put.expected
-            operations.append({op: meta})
-            operations.append({**put.doc, KEY_FIELD: put.key})
-        resp = self._call("bulk write", lambda: self._es.bulk(operations=operations))
+            lines.append(orjson.dumps({op: meta}))
+            lines.append(orjson.dumps({**put.doc, KEY_FIELD: put.key}))
+        # The client's NDJSON serializer is stdlib json (~10x slower than orjson on bulk
+        # bodies); pre-serialised bytes are sent as they are.
+        body = b"\n".join(lines) + b"\n"
+        resp = self._call(
+            "bulk write",
+            lambda: self._es.bulk(operations=body, filter_path=_BULK_FILTER),  # type: ignore[arg-type]
+        )
         results: list[PutResult] = []
         transient: list[str] = []
         for put, item in zip(puts, resp["items"], strict=True):

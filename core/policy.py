@@ -106,6 +106,10 @@ class SharingPolicy:
 
     whitelist: CrossBorderWhitelist
     participating_agencies: frozenset[str] | None = None
+    #: report -> audience tags; the policy is immutable, so an answer never goes stale.
+    audience_cache: dict[SourceReport, frozenset[str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,8 +477,25 @@ def _covers_all(policy: SharingPolicy, report: SourceReport, to_j: str, tlp: Tlp
     )
 
 
-def report_audience(policy: SharingPolicy, report: SourceReport) -> set[str]:
-    """Index tags of the readers allowed to read one source report."""
+_AUDIENCE_CACHE_SIZE = 4096
+
+
+def report_audience(policy: SharingPolicy, report: SourceReport) -> frozenset[str]:
+    """Index tags of the readers allowed to read one source report (memoised per policy).
+
+    A correlator asks this for every source of every record it writes; the
+    distinct reports are few (agency x TLP x observable type x recipients).
+    """
+    cache = policy.audience_cache
+    tags = cache.get(report)
+    if tags is None:
+        if len(cache) >= _AUDIENCE_CACHE_SIZE:
+            cache.clear()
+        tags = cache[report] = frozenset(_report_audience(policy, report))
+    return tags
+
+
+def _report_audience(policy: SharingPolicy, report: SourceReport) -> set[str]:
     src_j = report.jurisdiction
     tags = {f"agency:{report.agency}"}
     others = [j for j in JURISDICTIONS if j != src_j]

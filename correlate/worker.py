@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,9 +147,18 @@ class Correlator:
             self.bus.publish(names.TOPIC_DLQ, poison)
             result.dead_lettered = len(poison)
 
-        store_objects(self.store, good, self.clock, self.sharing)
-        self._resolve_refs(work, sighting_refs, link_refs, good)
-        self._write_records(work, result)
+        # The objects index (TAXII out) and the records are independent within a batch:
+        # sightings / links name indicators stored by earlier, committed batches or
+        # present in this one (``_resolve_refs``). Writing them concurrently overlaps
+        # one's store round trips with the other's Python work; both finish before
+        # the caller commits.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="objects") as pool:
+            objects_done = pool.submit(store_objects, self.store, good, self.clock, self.sharing)
+            try:
+                self._resolve_refs(work, sighting_refs, link_refs, good)
+                self._write_records(work, result)
+            finally:
+                objects_done.result()
         if result.changes:
             self.bus.publish(names.TOPIC_CHANGES, change_messages(result.changes))
         return result
