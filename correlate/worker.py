@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ from core.envelope import Accepted
 from core.errors import InvalidPattern, StoreUnavailable
 from core.observables import observables
 from core.policy import SharingPolicy, record_audience
-from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Term
+from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Stored, Term, Version
 from correlate import merge
 from correlate.objects import store_objects, versions_of
 from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
@@ -63,6 +64,39 @@ class _Work:
         return set(self.reports) | set(self.sightings) | set(self.links)
 
 
+class RecentRecords:
+    """Records this worker wrote last, with their store versions (a bounded LRU).
+
+    A record seen again soon (a second agency reporting the same value) is then
+    merged without reading it back: the write carries the remembered version, so
+    if anyone else changed it meanwhile the store answers a conflict and the
+    record is re-read (optimistic concurrency, as for any other write). Kept as
+    JSON bytes: ~1 KB a record.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, tuple[bytes, Version]] = OrderedDict()
+
+    def lookup(self, keys: Iterable[str]) -> dict[str, Stored]:
+        found: dict[str, Stored] = {}
+        for key in keys:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+                found[key] = Stored(key=key, doc=orjson.loads(item[0]), version=item[1])
+        return found
+
+    def remember(self, key: str, doc: dict[str, Any], version: Version) -> None:
+        self._items[key] = (orjson.dumps(doc), version)
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._items.pop(key, None)
+
+
 class Correlator:
     """Consumes accepted objects and maintains one record per canonical observable."""
 
@@ -81,6 +115,7 @@ class Correlator:
         self.agency_profile = agency_profile
         self.scorer = scorer
         self.sharing = sharing
+        self.recent = RecentRecords()
 
     # ----------------------------------------------------------------- loop
 
@@ -260,10 +295,13 @@ class Correlator:
     def _write_records(self, work: _Work, result: BatchResult) -> None:
         pending = work.keys()
         now = self.clock.now()
-        for _attempt in range(MAX_CONFLICT_RETRIES):
+        for attempt in range(MAX_CONFLICT_RETRIES):
             if not pending:
                 return
-            existing = self.store.get_many(names.INDEX_INDICATORS, sorted(pending))
+            existing = self.recent.lookup(pending) if attempt == 0 else {}
+            unknown = sorted(k for k in pending if k not in existing)
+            if unknown:
+                existing |= self.store.get_many(names.INDEX_INDICATORS, unknown)
             puts: list[Put] = []
             changes: dict[str, dict[str, Any]] = {}
             for key in sorted(pending):
@@ -298,6 +336,11 @@ class Correlator:
             if not puts:
                 return
             results = self.store.put_many(names.INDEX_INDICATORS, puts)
+            for put, outcome in zip(puts, results, strict=True):
+                if outcome.ok and outcome.version is not None:
+                    self.recent.remember(put.key, put.doc, outcome.version)
+                else:
+                    self.recent.forget(put.key)
             conflicted = {r.key for r in results if r.conflict}
             failed = [r.key for r in results if not r.ok and not r.conflict]
             if failed:
