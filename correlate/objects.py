@@ -248,3 +248,49 @@ def delete_versions(store: Store, stix_id: str, keys: Iterable[str]) -> int:
     written = _apply(store, [stix_id], change)
     store.refresh(INDEX_OBJECTS)
     return written
+
+
+def refs_key(indicator_id: str) -> str:
+    """Key of the document holding the sightings / relationships that name ``indicator_id``."""
+    return f"{indicator_id}|#refs"
+
+
+def note_references(store: Store, refs: dict[str, dict[str, dict[str, Any]]]) -> int:
+    """Record, per indicator id, the objects (with provenance) that refer to it.
+
+    ``refs`` maps an indicator id to {object key: {"object", "provenance"}}. The
+    document is read by key (real-time), so an indicator arriving after its
+    sighting finds it however recently it was written — a search would miss it
+    for one refresh interval. Idempotent; conflicts are re-read and retried.
+    Returns the documents written.
+    """
+    pending = list(refs)
+    written = 0
+    for _ in range(MAX_RETRIES):
+        if not pending:
+            return written
+        current = store.get_many(INDEX_OBJECT_VERSIONS, [refs_key(i) for i in pending])
+        puts: list[Put] = []
+        for indicator_id in pending:
+            stored = current.get(refs_key(indicator_id))
+            items = dict(stored.doc["items"]) if stored is not None else {}
+            merged = items | refs[indicator_id]
+            if stored is not None and merged == stored.doc["items"]:
+                continue
+            doc = {"kind": "refs", "of": indicator_id, "items": merged}
+            expected = stored.version if stored is not None else None
+            puts.append(Put(refs_key(indicator_id), doc, expected=expected))
+        results = store.put_many(INDEX_OBJECT_VERSIONS, puts) if puts else []
+        written += sum(1 for r in results if r.ok)
+        pending = [put.doc["of"] for put, r in zip(puts, results, strict=True) if not r.ok]
+    if pending:
+        raise RuntimeError(f"references: gave up after {MAX_RETRIES} conflicts on {pending}")
+    return written
+
+
+def references_to(store: Store, indicator_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Indicator id -> the referring objects noted by ``note_references`` (real-time read)."""
+    found = store.get_many(INDEX_OBJECT_VERSIONS, [refs_key(i) for i in indicator_ids])
+    return {
+        st.doc["of"]: [st.doc["items"][k] for k in sorted(st.doc["items"])] for st in found.values()
+    }

@@ -31,9 +31,17 @@ from core.envelope import Accepted
 from core.errors import InvalidPattern, StoreUnavailable
 from core.observables import observables
 from core.policy import SharingPolicy, record_audience
-from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Stored, Term, Version
+from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Stored, Version
+from core.provenance import Provenance
 from correlate import merge
-from correlate.objects import store_objects, versions_of
+from correlate.objects import (
+    note_references,
+    object_key,
+    references_to,
+    store_objects,
+    version_of,
+    versions_of,
+)
 from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
 
 log = logging.getLogger("threatbay.correlate")
@@ -156,6 +164,7 @@ class Correlator:
         work = _Work()
         sighting_refs: dict[str, list[tuple[Accepted, merge.Report]]] = {}
         link_refs: dict[str, list[tuple[str, str]]] = {}
+        referrers: dict[str, dict[str, dict[str, Any]]] = {}
         good: list[Accepted] = []
         for item in accepted:
             obj = item.obj
@@ -168,11 +177,13 @@ class Correlator:
                     if ref.startswith("indicator--"):
                         report = merge.sighting_report(obj, item.provenance)
                         sighting_refs.setdefault(ref, []).append((item, report))
+                        _note(referrers, ref, item)
                 elif kind == "relationship" and obj.get("relationship_type") == "indicates":
                     target = obj.get("target_ref", "")
                     field_name = LINK_FIELDS.get(target.split("--", 1)[0])
                     if field_name and obj.get("source_ref", "").startswith("indicator--"):
                         link_refs.setdefault(obj["source_ref"], []).append((field_name, target))
+                        _note(referrers, obj["source_ref"], item)
                 good.append(item)
             except (InvalidPattern, KeyError, TypeError, ValueError) as exc:
                 raw = orjson.dumps({"object": obj, "provenance": item.provenance.to_dict()})
@@ -190,10 +201,20 @@ class Correlator:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="objects") as pool:
             objects_done = pool.submit(store_objects, self.store, good, self.clock, self.sharing)
             try:
-                self._resolve_refs(work, sighting_refs, link_refs, good)
+                # References are noted before the named indicators' versions are read,
+                # and an indicator's versions are stored before its references are read
+                # (below): of a sighting and its indicator handled at the same moment by
+                # two workers, one always sees the other.
+                note_references(self.store, referrers)
+                keys_of = self._resolve_refs(work, sighting_refs, link_refs)
                 self._write_records(work, result)
             finally:
                 objects_done.result()
+        new_ids = sorted({i.obj["id"] for i in good if i.obj.get("type") == "indicator"})
+        if new_ids:
+            late = self._attach_earlier(keys_of, new_ids)
+            if late.keys():
+                self._write_records(late, result)
         if result.changes:
             self.bus.publish(names.TOPIC_CHANGES, change_messages(result.changes))
         return result
@@ -212,9 +233,11 @@ class Correlator:
         work: _Work,
         sighting_refs: dict[str, list[tuple[Accepted, merge.Report]]],
         link_refs: dict[str, list[tuple[str, str]]],
-        batch: list[Accepted],
-    ) -> None:
-        """Map sightings / relationships to the records of the indicators they name."""
+    ) -> dict[str, set[str]]:
+        """Map sightings / relationships to the records of the indicators they name.
+
+        Returns indicator id -> record keys for every indicator of the batch too.
+        """
         # Indicators seen in this batch: their keys are known without a query.
         keys_of: dict[str, set[str]] = {}
         for key, reports in work.reports.items():
@@ -231,10 +254,7 @@ class Correlator:
         for ref, links in link_refs.items():
             for key in keys_of.get(ref, ()):
                 work.links.setdefault(key, []).extend(links)
-        # Indicators arriving after their sightings / relationships pick them up.
-        new_ids = {i.obj["id"] for i in batch if i.obj.get("type") == "indicator"}
-        if new_ids:
-            self._attach_earlier(work, keys_of, new_ids)
+        return keys_of
 
     def _records_naming(self, stix_ids: set[str]) -> dict[str, set[str]]:
         """Record key -> the given indicator ids it holds, by real-time reads only.
@@ -259,38 +279,25 @@ class Correlator:
                     found.setdefault(key, set()).add(stix_id)
         return found
 
-    def _attach_earlier(
-        self, work: _Work, keys_of: dict[str, set[str]], indicator_ids: set[str]
-    ) -> None:
-        ids = tuple(sorted(indicator_ids))
-        for field_name, ref_field in (
-            ("sighting", "sighting_of_ref"),
-            ("relationship", "source_ref"),
-        ):
-            after = None
-            while True:
-                page = self.store.search(
-                    names.INDEX_OBJECTS,
-                    _query((Term("type", (field_name,)), Term(ref_field, ids)), after),
-                )
-                for hit in page.hits:
-                    obj = hit.doc.get("object", {})
-                    prov = hit.doc.get("provenance")
-                    ref = obj.get(ref_field, "")
-                    for key in keys_of.get(ref, ()):
-                        if field_name == "sighting" and prov:
-                            from core.provenance import Provenance
-
-                            report = merge.sighting_report(obj, Provenance.from_dict(prov))
-                            work.sightings.setdefault(key, []).append(report)
-                        elif obj.get("relationship_type") == "indicates":
-                            target = obj.get("target_ref", "")
-                            link_field = LINK_FIELDS.get(target.split("--", 1)[0])
-                            if link_field:
-                                work.links.setdefault(key, []).append((link_field, target))
-                if not page.more:
-                    break
-                after = page.hits[-1].cursor
+    def _attach_earlier(self, keys_of: dict[str, set[str]], indicator_ids: list[str]) -> _Work:
+        """Sightings / relationships stored before the indicators they name (real-time read)."""
+        late = _Work()
+        for indicator_id, items in references_to(self.store, indicator_ids).items():
+            keys = keys_of.get(indicator_id, ())
+            for item in items:
+                obj = item["object"]
+                if obj.get("type") == "sighting":
+                    report = merge.sighting_report(obj, Provenance.from_dict(item["provenance"]))
+                    for key in keys:
+                        late.sightings.setdefault(key, []).append(report)
+                elif obj.get("relationship_type") == "indicates":
+                    target = obj.get("target_ref", "")
+                    link_field = LINK_FIELDS.get(target.split("--", 1)[0])
+                    if link_field is None:
+                        continue
+                    for key in keys:
+                        late.links.setdefault(key, []).append((link_field, target))
+        return late
 
     def _write_records(self, work: _Work, result: BatchResult) -> None:
         pending = work.keys()
@@ -370,10 +377,12 @@ def change_messages(changes: list[dict[str, Any]], per_message: int = 200) -> li
     ]
 
 
-def _query(filters: tuple[Any, ...], after: tuple[Any, ...] | None) -> Any:
-    from core.ports import Query
-
-    return Query(filters=filters, limit=500, after=after)
+def _note(referrers: dict[str, dict[str, dict[str, Any]]], ref: str, item: Accepted) -> None:
+    key = object_key(item.obj["id"], version_of(item.obj))
+    referrers.setdefault(ref, {})[key] = {
+        "object": item.obj,
+        "provenance": item.provenance.to_dict(),
+    }
 
 
 def _dead_letter(key: str, value: bytes, reason: str, message: Incoming | None) -> Outgoing:

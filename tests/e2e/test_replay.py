@@ -199,3 +199,40 @@ def test_a_sighting_right_after_its_indicator_attaches_without_waiting_for_a_ref
     assert stored is not None
     assert stored.doc["sighted"] is True
     assert [s["stix_id"] for s in stored.doc["sightings"]] == [sighting["id"]]
+
+
+def test_an_indicator_right_after_its_sighting_and_relationship_picks_them_up(
+    backends: Services,
+) -> None:
+    registry = AgencyRegistry(backends.store, backends.clock)
+    registry.add_agency(AGENCIES["hk"])
+    cred, secret = registry.add_credential(AGENCIES["hk"].id)
+    hk = Key(AGENCIES["hk"], cred.key_id, secret)
+    late = indicator(8, pattern="[domain-name:value = 'late.example.org']", tlp=TLP_GREEN)
+    sighting = {
+        "type": "sighting", "spec_version": "2.1",
+        "id": f"sighting--{uuid.uuid5(uuid.NAMESPACE_URL, 'early-sight')}",
+        "sighting_of_ref": late["id"], "count": 2, "created": "2026-02-01T00:00:00.000Z",
+        "modified": "2026-02-01T00:00:00.000Z", "object_marking_refs": [TLP_GREEN],
+    }  # fmt: skip
+    malware = f"malware--{uuid.uuid5(uuid.NAMESPACE_URL, 'early-malware')}"
+    relationship = {
+        "type": "relationship", "spec_version": "2.1",
+        "id": f"relationship--{uuid.uuid5(uuid.NAMESPACE_URL, 'early-rel')}",
+        "relationship_type": "indicates", "source_ref": late["id"], "target_ref": malware,
+        "created": "2026-02-01T00:00:00.000Z", "modified": "2026-02-01T00:00:00.000Z",
+        "object_marking_refs": [TLP_GREEN],
+    }  # fmt: skip
+    with TestClient(create_app(backends)) as client:
+        for objects in ([sighting, relationship], [late]):
+            response = client.post(
+                hk.inbox + "objects/", headers=hk.post, content=orjson.dumps({"objects": objects})
+            )
+            assert response.status_code == 202, response.text
+            # Correlate each push on its own, with no index refresh in between.
+            drain(backends, from_beginning=False)
+    stored = backends.store.get(names.INDEX_INDICATORS, "domain-name|value|late.example.org")
+    assert stored is not None
+    assert stored.doc["sighted"] is True
+    assert [s["stix_id"] for s in stored.doc["sightings"]] == [sighting["id"]]
+    assert stored.doc["malware"] == [malware]
