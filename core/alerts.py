@@ -165,6 +165,9 @@ class Trigger:
     cluster: dict[str, Any] | None = None
     extra_jurisdictions: tuple[str, ...] = ()
     sectors: tuple[str, ...] = field(default_factory=tuple)
+    #: True when the change behind it is only the periodic re-score (a score decaying):
+    #: it may refresh an open alert but never opens or re-opens one.
+    decay_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

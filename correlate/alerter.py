@@ -339,7 +339,7 @@ class AlertEngine:
             log.error("undecodable change event at offset %s: %s", offset, exc)
             return []
         neighbourhood = self.neighbourhood(self.ruleset.surge_queries(record, kinds), at)
-        return evaluate(
+        triggers = evaluate(
             self.ruleset,
             record,
             kinds,
@@ -347,6 +347,9 @@ class AlertEngine:
             trigger_id=trigger_id_of(orjson.dumps(change)),
             at=at,
         )
+        if change.get("cause") == "decay":  # correlate/rescore.py: no new intelligence
+            triggers = [dataclasses.replace(t, decay_only=True) for t in triggers]
+        return triggers
 
     def neighbourhood(self, queries: Sequence[SurgeQuery], at: str) -> dict[tuple[str, str], int]:
         """New records sharing a malware / campaign / intrusion set within each window."""
@@ -433,6 +436,8 @@ class AlertEngine:
                         result.replayed += 1
                         continue
                     reopening = alert is None or alert["status"] != "open"
+                    if trigger.decay_only and reopening:
+                        continue  # a decaying score alone never opens or re-opens an alert
                     if trigger.cluster is not None and reopening:
                         trigger = self._cluster_members(trigger)
                     before_id = alert["id"] if alert else None
