@@ -112,6 +112,7 @@ EVENT_TYPES = (
     "resolved",
     "comment",
     "expired",
+    "update_due",
 )
 # Events that ask a jurisdiction's agencies for attention (webhooks are sent for these).
 NOTIFYING = frozenset({"opened", "level_raised", "notified", "renotified", "resolved", "expired"})
@@ -261,11 +262,14 @@ def _refresh_derived(alert: Alert) -> None:
     deadlines = [states[j]["deadline"] for j in alert["pending_jurisdictions"]]
     alert["next_deadline"] = min(deadlines) if deadlines else None
     every = level.update_every
-    alert["next_update_due"] = (
-        _ts(parse_timestamp(alert["updated"]) + every)
-        if every is not None and alert["status"] == OPEN
-        else None
-    )
+    if every is None or alert["status"] != OPEN:
+        alert["next_update_due"] = None
+    else:
+        due = parse_timestamp(alert["updated"]) + every
+        reminded = alert.get("update_reminded")
+        if reminded and parse_timestamp(reminded) >= due:
+            due = parse_timestamp(reminded) + every  # reminded already: the next one
+        alert["next_update_due"] = _ts(due)
 
 
 def open_alert(trigger: Trigger, now: datetime, generation: int = 0) -> Transition:
@@ -564,6 +568,23 @@ def escalate_overdue(alert: Alert, now: datetime) -> Transition:
                 deadline=state["deadline"],
             )
         )
+    _refresh_derived(out)
+    return out, events
+
+
+def remind_update_due(alert: Alert, now: datetime) -> Transition:
+    """DOMAIN.md "update every": an open alert not updated within its level's interval gets
+    an ``update_due`` event (on the stream and the timeline, for the issuing side), once
+    per interval until it is updated. Not sent to agencies' webhooks: it asks the
+    issuer, not the notified jurisdictions, to act.
+    """
+    due = alert.get("next_update_due")
+    if alert["status"] != OPEN or not due or now < parse_timestamp(due):
+        return alert, []
+    out = copy.deepcopy(alert)
+    out["update_reminded"] = due
+    late_by = now - parse_timestamp(out["updated"])
+    events = [_append(out, now, "update_due", due=due, since_update=str(late_by))]
     _refresh_derived(out)
     return out, events
 

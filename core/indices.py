@@ -40,6 +40,7 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "sighted": "boolean",
         "labels": "keyword",
         "audience": "keyword",
+        "next_rescore_at": "keyword",
     },
     names.INDEX_OBJECTS: {
         "id": "keyword",
@@ -84,6 +85,7 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "closed_at": "keyword",
         "incident": "boolean",
         "next_deadline": "keyword",
+        "next_update_due": "keyword",
     },
     names.INDEX_ALERT_EVENTS: {
         "id": "keyword",

@@ -42,6 +42,7 @@ from core.alerts import (
     jurisdiction_reports,
     most_restrictive_tlp,
     open_or_update,
+    remind_update_due,
 )
 from core.clock import Clock, format_timestamp, parse_timestamp
 from core.consuming import consume_until, drain_until_idle
@@ -477,9 +478,10 @@ class AlertEngine:
 def escalation_tick(
     book: AlertBook, now: datetime, idle_expiry: timedelta = timedelta(days=7)
 ) -> int:
-    """Escalate open alerts with a jurisdiction past its deadline; expire idle ones.
+    """Escalate open alerts with a jurisdiction past its deadline; expire idle ones; remind
+    the issuing side of alerts due an update.
 
-    Returns the number of events written (overdue, renotified, expired).
+    Returns the number of events written (overdue, renotified, expired, update_due).
     """
     total = 0
     stamp = format_timestamp(now)
@@ -491,6 +493,10 @@ def escalation_tick(
         (
             (Term("status", ("open",)), Range("updated", lte=format_timestamp(now - idle_expiry))),
             lambda a: expire_if_idle(a, now, idle_expiry),
+        ),
+        (
+            (Term("status", ("open",)), Range("next_update_due", lte=stamp)),
+            lambda a: remind_update_due(a, now),
         ),
     ):
         after: tuple[Any, ...] | None = None

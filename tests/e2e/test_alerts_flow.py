@@ -359,6 +359,22 @@ def test_two_jurisdictions_one_alert_notified_acknowledged_and_escalated(
     p.services.store.refresh(names.INDEX_ALERTS)
     assert escalation_tick(p.book, clock.now()) == 0
 
+    # ORANGE asks for an update every 6 h: past it, the issuing side is reminded (timeline
+    # and stream), once; the agencies' webhooks only hear about GD's renewed lateness.
+    clock.advance(timedelta(hours=6))
+    p.services.store.refresh(names.INDEX_ALERTS)
+    assert escalation_tick(p.book, clock.now()) == 2  # renotified (GD) + update_due
+    detail = p.client.get(f"/api/v1/alerts/{alert['id']}", headers=auth(keys["hk"])).json()
+    assert sorted(e["type"] for e in detail["timeline"][-2:]) == ["renotified", "update_due"]
+    before = len(receiver.accepted)
+    p.alert()
+    p.notify()
+    assert [(d["agency"], d["event"]["type"]) for d in receiver.accepted[before:]] == [
+        ("gd-cac", "renotified")
+    ]
+    p.services.store.refresh(names.INDEX_ALERTS)
+    assert escalation_tick(p.book, clock.now()) == 0
+
     # Audit trail of what the analysts did.
     audit_log(p.services).flush()
     audit = p.services.store.search(

@@ -20,6 +20,7 @@ from core.alerts import (
     most_restrictive_tlp,
     open_or_update,
     reader_view,
+    remind_update_due,
     reporting_clocks,
     resolve,
 )
@@ -189,6 +190,32 @@ def test_overdue_jurisdiction_is_flagged_renotified_once_per_period() -> None:
     # A late acknowledgement clears the flag and is recorded as late.
     acked, _ = ok(acknowledge(third, "gd-cac", "GD", T0 + timedelta(minutes=130)))
     assert acked["overdue_jurisdictions"] == [] and acked["jurisdiction_state"]["GD"]["late"]
+
+
+def test_update_due_reminds_once_per_interval_until_the_alert_is_updated() -> None:
+    # ORANGE: update every 6 h (DOMAIN.md "Early-warning levels").
+    alert, _ = open_or_update(None, trigger(), T0)
+    assert alert["next_update_due"] == "2026-03-01T14:00:00.000000Z"
+    same, events = remind_update_due(alert, T0 + timedelta(hours=5, minutes=59))
+    assert events == [] and same is alert
+    reminded, events = remind_update_due(alert, T0 + timedelta(hours=6, minutes=1))
+    assert [(e["type"], e["due"]) for e in events] == [
+        ("update_due", "2026-03-01T14:00:00.000000Z")
+    ]
+    assert reminded["next_update_due"] == "2026-03-01T20:00:00.000000Z"
+    assert remind_update_due(reminded, T0 + timedelta(hours=7))[1] == []  # once per interval
+    assert len(remind_update_due(reminded, T0 + timedelta(hours=12, minutes=1))[1]) == 1
+    # An update moves the next reminder to six hours after it.
+    changed = trigger(tid="t2", indicators=(summary(score=95.0),))
+    updated, _ = open_or_update(reminded, changed, T0 + timedelta(hours=8))
+    assert updated["updated"] == "2026-03-01T16:00:00.000000Z"
+    assert updated["next_update_due"] == "2026-03-01T22:00:00.000000Z"
+    # BLUE has no update interval; a closed alert is never reminded.
+    blue, _ = open_or_update(None, trigger(level=Level.BLUE), T0)
+    assert blue["next_update_due"] is None
+    assert remind_update_due(blue, T0 + timedelta(days=3))[1] == []
+    closed, _ = ok(resolve(alert, "hk-govcert", "HK", T0 + timedelta(hours=1), "blocked"))
+    assert remind_update_due(closed, T0 + timedelta(days=1))[1] == []
 
 
 def test_resolve_closes_and_a_later_trigger_opens_a_new_generation() -> None:
