@@ -173,13 +173,27 @@ def test_replaying_the_raw_topic_from_offset_zero_changes_nothing(backends: Serv
     assert dump(backends, names.INDEX_OBJECTS) == objects
 
 
-def test_a_sighting_right_after_its_indicator_attaches_without_waiting_for_a_refresh(
-    backends: Services,
-) -> None:
+def push_each_and_correlate(backends: Services, *pushes: list[dict[str, Any]]) -> list[int]:
+    """HK pushes each list through TAXII and it is correlated on its own, with no index
+    refresh in between; returns the objects correlated per push."""
     registry = AgencyRegistry(backends.store, backends.clock)
     registry.add_agency(AGENCIES["hk"])
     cred, secret = registry.add_credential(AGENCIES["hk"].id)
     hk = Key(AGENCIES["hk"], cred.key_id, secret)
+    counts: list[int] = []
+    with TestClient(create_app(backends)) as client:
+        for objects in pushes:
+            response = client.post(
+                hk.inbox + "objects/", headers=hk.post, content=orjson.dumps({"objects": objects})
+            )
+            assert response.status_code == 202, response.text
+            counts.append(drain(backends, from_beginning=False))
+    return counts
+
+
+def test_a_sighting_right_after_its_indicator_attaches_without_waiting_for_a_refresh(
+    backends: Services,
+) -> None:
     first = indicator(7, pattern="[url:value = 'http://fresh.example.org/x']", tlp=TLP_GREEN)
     sighting = {
         "type": "sighting", "spec_version": "2.1",
@@ -187,14 +201,7 @@ def test_a_sighting_right_after_its_indicator_attaches_without_waiting_for_a_ref
         "sighting_of_ref": first["id"], "count": 1, "created": "2026-02-01T00:00:00.000Z",
         "modified": "2026-02-01T00:00:00.000Z", "object_marking_refs": [TLP_GREEN],
     }  # fmt: skip
-    with TestClient(create_app(backends)) as client:
-        for objects in ([first], [sighting]):
-            response = client.post(
-                hk.inbox + "objects/", headers=hk.post, content=orjson.dumps({"objects": objects})
-            )
-            assert response.status_code == 202, response.text
-            # Correlate each push on its own, with no index refresh in between.
-            assert drain(backends, from_beginning=False) == 1
+    assert push_each_and_correlate(backends, [first], [sighting]) == [1, 1]
     stored = backends.store.get(names.INDEX_INDICATORS, "url|value|http://fresh.example.org/x")
     assert stored is not None
     assert stored.doc["sighted"] is True
@@ -204,10 +211,6 @@ def test_a_sighting_right_after_its_indicator_attaches_without_waiting_for_a_ref
 def test_an_indicator_right_after_its_sighting_and_relationship_picks_them_up(
     backends: Services,
 ) -> None:
-    registry = AgencyRegistry(backends.store, backends.clock)
-    registry.add_agency(AGENCIES["hk"])
-    cred, secret = registry.add_credential(AGENCIES["hk"].id)
-    hk = Key(AGENCIES["hk"], cred.key_id, secret)
     late = indicator(8, pattern="[domain-name:value = 'late.example.org']", tlp=TLP_GREEN)
     sighting = {
         "type": "sighting", "spec_version": "2.1",
@@ -223,14 +226,7 @@ def test_an_indicator_right_after_its_sighting_and_relationship_picks_them_up(
         "created": "2026-02-01T00:00:00.000Z", "modified": "2026-02-01T00:00:00.000Z",
         "object_marking_refs": [TLP_GREEN],
     }  # fmt: skip
-    with TestClient(create_app(backends)) as client:
-        for objects in ([sighting, relationship], [late]):
-            response = client.post(
-                hk.inbox + "objects/", headers=hk.post, content=orjson.dumps({"objects": objects})
-            )
-            assert response.status_code == 202, response.text
-            # Correlate each push on its own, with no index refresh in between.
-            drain(backends, from_beginning=False)
+    assert push_each_and_correlate(backends, [sighting, relationship], [late]) == [2, 1]
     stored = backends.store.get(names.INDEX_INDICATORS, "domain-name|value|late.example.org")
     assert stored is not None
     assert stored.doc["sighted"] is True
