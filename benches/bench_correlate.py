@@ -16,6 +16,8 @@ distinct observables as records and every object version, or the bench fails.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import queue
 import random
 import subprocess
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -72,6 +75,22 @@ def workload(n: int, duplicate_rate: float, seed: int = 7) -> list[Accepted]:
     return items
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def es_cpu_s(url: str) -> float:
+    """CPU seconds the Elasticsearch node has used (0 when the store is not ES)."""
+    if not url.startswith("http"):
+        return 0.0
+    with urllib.request.urlopen(f"{url}/_nodes/stats/process", timeout=10) as response:
+        nodes = json.load(response)["nodes"]
+    return float(sum(n["process"]["cpu"]["total_in_millis"] for n in nodes.values())) / 1000.0
+
+
 def _settings(args: argparse.Namespace, namespace: str, data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, bus_url=args.bus, store_url=args.store, namespace=namespace)
 
@@ -98,10 +117,11 @@ def child(args: argparse.Namespace) -> None:
         messages = consumer.poll(max_records=args.max_messages, timeout_s=0.5)
         if not messages:
             continue
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         result = worker.process(messages)
         consumer.commit()
-        print(f"batch {result.objects} {t0:.6f} {time.time():.6f}", flush=True)
+        cpu = time.process_time() - cpu0
+        print(f"batch {result.objects} {t0:.6f} {time.time():.6f} {cpu:.6f}", flush=True)
     consumer.close()
     services.close()
 
@@ -111,8 +131,15 @@ def _forward(stream: Any, lines: queue.Queue[str]) -> None:
         lines.put(line)
 
 
-def run_workers(args: argparse.Namespace, namespace: str, data_dir: Path) -> tuple[int, float]:
-    """Start ``--workers`` correlator processes in one group; (objects processed, seconds)."""
+def run_workers(
+    args: argparse.Namespace, namespace: str, data_dir: Path
+) -> tuple[int, float, float, tuple[float, float, float]]:
+    """Start ``--workers`` correlator processes in one group.
+
+    Returns (objects processed, wall seconds, CPU seconds the workers spent in batches,
+    (seconds from "go" to the last batch, machine busy CPU seconds, ES CPU seconds) over
+    that window).
+    """
     group = f"bench-{uuid.uuid4().hex[:8]}"
     cmd = [sys.executable, __file__, "--child", "--group", group, "--namespace", namespace,
            "--data-dir", str(data_dir), "--bus", args.bus, "--store", args.store,
@@ -127,23 +154,26 @@ def run_workers(args: argparse.Namespace, namespace: str, data_dir: Path) -> tup
         if proc.stdout.readline().strip() != "ready":
             sys.exit("a worker failed to start")
         threading.Thread(target=_forward, args=(proc.stdout, lines), daemon=True).start()
+    t_go, busy0, es0 = time.time(), machine_busy_s(), es_cpu_s(args.store)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    done, first, last = 0, float("inf"), 0.0
+    done, first, last, cpu = 0, float("inf"), 0.0, 0.0
     while done < args.n:
         parts = lines.get(timeout=600).split()
         if parts and parts[0] == "batch":
             done += int(parts[1])
             first, last = min(first, float(parts[2])), max(last, float(parts[3]))
+            cpu += float(parts[4])
+    usage = (time.time() - t_go, machine_busy_s() - busy0, es_cpu_s(args.store) - es0)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("stop\n")
         proc.stdin.flush()
     for proc in procs:
         proc.wait(timeout=60)
-    return done, last - first
+    return done, last - first, cpu, usage
 
 
 def main() -> None:
@@ -187,7 +217,7 @@ def main() -> None:
     t_publish = time.perf_counter() - t0
     services.close()  # the embedded store is SQLite: let the workers have it
 
-    done, elapsed = run_workers(args, namespace, data_dir)
+    done, elapsed, cpu, (window, busy, es_cpu) = run_workers(args, namespace, data_dir)
     services = build(settings)
     services.store.refresh(names.INDEX_INDICATORS)
     services.store.refresh(names.INDEX_OBJECTS)
@@ -199,6 +229,12 @@ def main() -> None:
     print(f"correlated {args.n} indicators in {elapsed:.2f}s -> {args.n / elapsed:,.0f} "
           f"indicators/s ({done} processed incl. re-deliveries after rebalances); "
           f"{records} records (expected {distinct}), {objects} object versions")  # fmt: skip
+    print(f"correlator CPU {cpu / args.n * 1e6:,.0f} us per indicator (all workers); "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
+    cores = os.cpu_count() or 1
+    print(f"from go to the last batch ({window:.1f} s, incl. group joins): machine CPU busy "
+          f"{busy / (window * cores):.0%} of {cores} cores; Elasticsearch {es_cpu:.1f} s CPU "
+          f"({es_cpu / args.n * 1e6:,.0f} us per indicator, any ES client)")  # fmt: skip
     if records != distinct or objects != args.n:
         sys.exit("MISMATCH: the store does not hold what was published")
     services.close()
