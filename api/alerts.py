@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -21,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from api.audit import audit_log
 from api.auth import CurrentPrincipal
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, FastJSON
 from api.taxii.errors import TaxiiError
 from core import names, policy
 from core.access import Principal
@@ -34,7 +38,7 @@ from core.alerts import (
     reader_view,
     resolve,
 )
-from core.ports import Filter, Range, Sort, Term, Text
+from core.ports import Filter, Page, Range, Sort, Store, Term, Text
 from core.ports import Query as StoreQuery
 from correlate.alerter import AlertBook
 
@@ -43,6 +47,179 @@ ACT_ROLES = ("analyst", "admin")
 
 
 # ------------------------------------------------------------------ views
+
+
+class DecisionMemo:
+    """``decide_record`` answers for alert indicator summaries, keyed by their exact content.
+
+    The decision is a pure function of (policy, reader, purpose, indicator) and
+    a dashboard asks it again for the same indicators on every poll of the
+    alert list (50 alerts, 1-3 indicators each). The key holds the indicator's
+    whole serialised content, so an answer is only ever reused for identical
+    input and cannot go stale; the policy object is compared by identity.
+    Views handed out are shared between requests and must not be mutated.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[
+            tuple[int, policy.Reader, str, bytes], tuple[policy.SharingPolicy, policy.Decision]
+        ] = {}
+
+    def decide(
+        self,
+        sharing: policy.SharingPolicy,
+        reader: policy.Reader,
+        purpose: policy.Purpose,
+        indicator: dict[str, Any],
+    ) -> policy.Decision:
+        """``policy.decide_record(sharing, reader, purpose, indicator)``, memoised."""
+        try:
+            content = orjson.dumps(indicator, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # not plain JSON (never from the store): no memo
+            return policy.decide_record(sharing, reader, purpose, indicator)
+        key = (id(sharing), reader, str(purpose), content)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is sharing:
+            return hit[1]
+        decision = policy.decide_record(sharing, reader, purpose, indicator)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (sharing, decision)
+        return decision
+
+
+_MEMO = DecisionMemo()
+
+
+class ListViewMemo:
+    """Alert-list views of one stored alert document for one reader, by document identity.
+
+    ``AlertPages`` hands out the very same page (and document objects) for
+    ``ttl_s``; within that time each reader's view of each alert is computed
+    once. Entries hold the document itself and are used only for that same
+    object, so a page read again from the store is a miss. Documents and
+    views are never mutated after this point.
+    """
+
+    def __init__(self, max_entries: int = 5_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[
+            tuple[int, int, policy.Reader],
+            tuple[Alert, policy.SharingPolicy, Alert | None],
+        ] = {}
+
+    def view(
+        self, sharing: policy.SharingPolicy, reader: policy.Reader, doc: Alert
+    ) -> Alert | None:
+        """``alert_view`` for the list (``read``, no timeline), memoised by document identity."""
+        key = (id(doc), id(sharing), reader)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is doc and hit[1] is sharing:
+            return hit[2]
+        view = list_view(sharing, reader, doc)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (doc, sharing, view)
+        return view
+
+
+_LIST_VIEWS = ListViewMemo()
+
+
+def list_view(sharing: policy.SharingPolicy, reader: policy.Reader, doc: Alert) -> Alert | None:
+    """An alert as the list shows it to ``reader``: ``alert_view`` without the timeline."""
+    view = alert_view(sharing, reader, policy.Purpose.READ, doc, _MEMO)
+    if view is not None:
+        view.pop("timeline", None)
+    return view
+
+
+#: Longest time a page of the alerts index is reused on a near-real-time store (``AlertPages``).
+ALERT_PAGE_TTL_S = 0.5
+
+
+class AlertPages:
+    """Pages of the alerts index as last read, reused for ``ttl_s`` by every reader.
+
+    The list query carries no reader filter (each alert is filtered per reader
+    afterwards, ``alert_view``), so every dashboard polling the list asks the
+    store the same question; concurrent misses of one page share one read.
+    Acknowledge, resolve and comment through this API call ``changed()``, so
+    a caller's own change is never hidden by the cache; alerts written by
+    another process or the correlator appear within ``ttl_s`` on top of the
+    index refresh interval. Pages handed out are shared between requests and
+    must not be mutated. ``ttl_s=0`` reads the store every time.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = ALERT_PAGE_TTL_S,
+        max_entries: int = 128,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._monotonic = monotonic
+        self._generation = 0
+        self._entries: dict[StoreQuery, tuple[Page, int, float]] = {}
+        self._reading: dict[StoreQuery, Future[Page]] = {}
+        self._lock = threading.Lock()
+
+    def changed(self) -> None:
+        """An alert was written in this process: forget every page."""
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+    def search(self, store: Store, query: StoreQuery) -> Page:
+        """``store.search(INDEX_ALERTS, query)``, or the same answer read under ``ttl_s`` ago."""
+        if self.ttl_s <= 0:
+            return store.search(names.INDEX_ALERTS, query)
+        with self._lock:
+            hit = self._entries.get(query)
+            if (
+                hit is not None
+                and hit[1] == self._generation
+                and self._monotonic() - hit[2] < self.ttl_s
+            ):
+                return hit[0]
+            reading = self._reading.get(query)
+            if reading is None:
+                leader = self._reading[query] = Future()
+                # Taken before the read: a change landing during it voids the page.
+                gen, read_at = self._generation, self._monotonic()
+        if reading is not None:
+            return reading.result()
+        try:
+            page = store.search(names.INDEX_ALERTS, query)
+        except BaseException as exc:
+            with self._lock:
+                self._reading.pop(query, None)
+            leader.set_exception(exc)
+            raise
+        with self._lock:
+            self._reading.pop(query, None)
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[query] = (page, gen, read_at)
+        leader.set_result(page)
+        return page
+
+
+def alert_pages(app_state: Any) -> AlertPages:
+    """The app's ``AlertPages``, created on first use.
+
+    Only on a near-real-time store (Elasticsearch, ``http(s)://``), where search
+    already lags writes by the refresh interval; the embedded store answers
+    searches with every acknowledged write, so there the cache is off.
+    """
+    pages: AlertPages | None = getattr(app_state, "alert_pages", None)
+    if pages is None:
+        url = str(app_state.services.settings.store_url)
+        ttl = ALERT_PAGE_TTL_S if url.startswith(("http:", "https:")) else 0.0
+        pages = app_state.alert_pages = AlertPages(ttl)
+    return pages
 
 
 def reader_of(principal: Principal) -> policy.Reader:
@@ -55,16 +232,24 @@ def reader_of(principal: Principal) -> policy.Reader:
 
 
 def alert_view(
-    sharing: policy.SharingPolicy, reader: policy.Reader, purpose: policy.Purpose, alert: Alert
+    sharing: policy.SharingPolicy,
+    reader: policy.Reader,
+    purpose: policy.Purpose,
+    alert: Alert,
+    memo: DecisionMemo | None = None,
 ) -> Alert | None:
     """The alert as ``reader`` may see it for ``purpose``; None when nothing in it is visible.
 
-    DOMAIN.md "Sharing": each indicator goes through ``decide_record``; agency
-    names the reader may not see are removed from the alert and its timeline.
+    DOMAIN.md "Sharing": each indicator goes through ``decide_record`` (through
+    ``memo`` when given: the alert list); agency names the reader may not see
+    are removed from the alert and its timeline.
     """
 
     def allow(indicator: dict[str, Any]) -> dict[str, Any] | None:
-        decision = policy.decide_record(sharing, reader, purpose, indicator)
+        if memo is not None:
+            decision = memo.decide(sharing, reader, purpose, indicator)
+        else:
+            decision = policy.decide_record(sharing, reader, purpose, indicator)
         return decision.view if decision.shown else None
 
     view = reader_view(alert, allow)
@@ -144,12 +329,12 @@ def _require(principal: Principal, roles: tuple[str, ...]) -> None:
         raise TaxiiError(403, "Forbidden", f"this needs one of the roles {list(roles)}")
 
 
-def _sharing(request: Request) -> policy.SharingPolicy:
+async def _sharing(request: Request) -> policy.SharingPolicy:
     sharing: policy.SharingPolicy = request.app.state.sharing_policy
     return sharing
 
 
-def _book(request: Request) -> AlertBook:
+async def _book(request: Request) -> AlertBook:
     book = getattr(request.app.state, "alert_book", None)
     if book is None:
         services = request.app.state.services
@@ -177,6 +362,7 @@ def alerts_router() -> APIRouter:
 
     @router.get("")
     def list_alerts(
+        request: Request,
         principal: CurrentPrincipal,
         book: Book,
         sharing: Sharing,
@@ -211,10 +397,11 @@ def alerts_router() -> APIRouter:
         after = decode_cursor(cursor) if cursor else None
         items: list[dict[str, Any]] = []
         more = True
+        pages = alert_pages(request.app.state)
         # Hidden alerts are skipped; keep reading pages until the caller's page is full.
         for _round in range(10):
-            page = book.store.search(
-                names.INDEX_ALERTS,
+            page = pages.search(
+                book.store,
                 StoreQuery(
                     filters=tuple(filters),
                     sort=(Sort("level_rank", "desc"), Sort("updated", "desc")),
@@ -223,9 +410,11 @@ def alerts_router() -> APIRouter:
                 ),
             )
             for hit in page.hits:
-                view = alert_view(sharing, reader, policy.Purpose.READ, hit.doc)
+                if pages.ttl_s > 0:  # the same page object comes back: reuse its views
+                    view = _LIST_VIEWS.view(sharing, reader, hit.doc)
+                else:
+                    view = list_view(sharing, reader, hit.doc)
                 if view is not None:
-                    view.pop("timeline", None)
                     items.append(view)
             more = page.more
             if page.hits:
@@ -240,7 +429,7 @@ def alerts_router() -> APIRouter:
             purpose="read",
             count=len(items),
         )
-        return JSONResponse(
+        return FastJSON(
             {
                 "items": items,
                 "next_cursor": encode_cursor(after) if more and after is not None else None,
@@ -267,10 +456,11 @@ def alerts_router() -> APIRouter:
             raise TaxiiError(404, "Not Found", f"no alert {alert_id} visible to you")
         audit(book.services, "alerts.read", principal, alert_id, purpose="read")
         if format == "stix":
-            return JSONResponse(alert_to_stix(view))
-        return JSONResponse(view)
+            return FastJSON(alert_to_stix(view))
+        return FastJSON(view)
 
     def _act(
+        request: Request,
         alert_id: str,
         principal: Principal,
         book: Book,
@@ -286,6 +476,7 @@ def alerts_router() -> APIRouter:
         if stored is None or alert_view(sharing, reader, policy.Purpose.READ, stored.doc) is None:
             raise TaxiiError(404, "Not Found", f"no alert {alert_id} visible to you")
         outcome = book.transact(alert_id, change)
+        alert_pages(request.app.state).changed()
         if outcome is None:
             raise TaxiiError(404, "Not Found", f"no alert {alert_id}")
         if isinstance(outcome, AlertError):
@@ -299,6 +490,7 @@ def alerts_router() -> APIRouter:
 
     @router.post("/{alert_id}/acknowledge")
     def acknowledge_alert(
+        request: Request,
         alert_id: str,
         principal: CurrentPrincipal,
         book: Book,
@@ -309,6 +501,7 @@ def alerts_router() -> APIRouter:
         agency = principal.agency
         note = body.note if body else None
         return _act(
+            request,
             alert_id,
             principal,
             book,
@@ -319,6 +512,7 @@ def alerts_router() -> APIRouter:
 
     @router.post("/{alert_id}/resolve")
     def resolve_alert(
+        request: Request,
         alert_id: str,
         principal: CurrentPrincipal,
         book: Book,
@@ -329,6 +523,7 @@ def alerts_router() -> APIRouter:
         agency = principal.agency
         reason = body.reason if body else None
         return _act(
+            request,
             alert_id,
             principal,
             book,
@@ -339,11 +534,17 @@ def alerts_router() -> APIRouter:
 
     @router.post("/{alert_id}/comments", status_code=201)
     def comment_alert(
-        alert_id: str, body: CommentIn, principal: CurrentPrincipal, book: Book, sharing: Sharing
+        request: Request,
+        alert_id: str,
+        body: CommentIn,
+        principal: CurrentPrincipal,
+        book: Book,
+        sharing: Sharing,
     ) -> JSONResponse:
         """Add a comment to the timeline."""
         agency = principal.agency
         return _act(
+            request,
             alert_id,
             principal,
             book,

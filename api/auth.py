@@ -1,9 +1,21 @@
 """Authentication: HTTP Basic (TAXII 2.1 section 1.6.9) and bearer API keys.
 
 ``CurrentPrincipal`` is the ``Annotated`` dependency every protected route
-takes. Each request reads the credential from the store: no caching, so a
-revocation is effective on the next request. Failed attempts are rate
-limited per client address with a small token bucket.
+takes. The credential and its agency read from the store are kept in a
+``PrincipalCache`` for at most ``AUTH_CACHE_TTL_S`` (1 s): that removes two
+store round trips from every request. What a security reviewer needs to know:
+
+- the secret, revocation and expiry are checked on every request against the
+  cached credential (``api.registry.principal_of``); only the store read is
+  saved, and failures are never cached;
+- every change made through ``AgencyRegistry`` in this process (admin API:
+  revoke, rotate, agency or credential added) bumps ``registry.generation()``
+  and empties the cache, so here a revocation applies on the very next request;
+- a change written by another process (``threatbay agency revoke`` from the
+  command line, another API process) applies within the TTL; a TTL of 0
+  restores a store read on every request.
+
+Failed attempts are rate limited per client address with a small token bucket.
 """
 
 from __future__ import annotations
@@ -12,16 +24,69 @@ import base64
 import binascii
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
-from api.registry import AgencyRegistry, AuthenticationFailed
+from api import registry
+from api.registry import AgencyRegistry, AuthenticationFailed, principal_of
 from api.taxii.errors import TaxiiError
-from core.access import Principal, parse_bearer
+from core.access import Agency, Credential, Principal, parse_bearer
 
 CHALLENGE = 'Basic realm="ThreatBay TAXII", Bearer realm="ThreatBay TAXII"'
+
+#: Longest time a credential or agency read from the store is reused (module docstring).
+AUTH_CACHE_TTL_S = 1.0
+
+
+class PrincipalCache:
+    """Credentials with their agencies as last read from the store, for ``ttl_s`` seconds.
+
+    An entry is used only while it is younger than ``ttl_s`` and no registry
+    change happened in this process since the read began (``registry.generation``).
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = AUTH_CACHE_TTL_S,
+        max_entries: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._monotonic = monotonic
+        self._entries: dict[str, tuple[Credential, Agency, int, float]] = {}
+
+    def get(self, key_id: str) -> tuple[Credential, Agency] | None:
+        """The cached credential and agency of ``key_id`` if still fresh, else None."""
+        entry = self._entries.get(key_id)
+        if entry is None:
+            return None
+        cred, agency, gen, read_at = entry
+        if gen != registry.generation() or self._monotonic() - read_at >= self.ttl_s:
+            self._entries.pop(key_id, None)
+            return None
+        return cred, agency
+
+    def read(self, reg: AgencyRegistry, key_id: str) -> tuple[Credential, Agency]:
+        """Read ``key_id`` from the store and keep it; raises ``AuthenticationFailed``."""
+        # Taken before the read: a change landing during the read voids the entry.
+        gen, read_at = registry.generation(), self._monotonic()
+        cred, agency = reg.credential_of(key_id)
+        if self.ttl_s > 0:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key_id] = (cred, agency, gen, read_at)
+        return cred, agency
+
+
+def _cache_of(request: Request) -> PrincipalCache:
+    cache: PrincipalCache | None = getattr(request.app.state, "auth_cache", None)
+    if cache is None:
+        cache = request.app.state.auth_cache = PrincipalCache()
+    return cache
 
 
 class FailureLimiter:
@@ -76,8 +141,12 @@ def credentials_of(header: str | None) -> tuple[str, str] | None:
     return None
 
 
-def authenticate(request: Request) -> Principal:
-    """The caller's principal; 401 with ``WWW-Authenticate`` when missing or bad."""
+async def authenticate(request: Request) -> Principal:
+    """The caller's principal; 401 with ``WWW-Authenticate`` when missing or bad.
+
+    Async so a cached credential costs no thread-pool hop; a store read runs in
+    the thread pool.
+    """
     client = request.client.host if request.client else "unknown"
     limiter: FailureLimiter = getattr(request.app.state, "auth_limiter", _LIMITER)
     if limiter.blocked(client):
@@ -88,8 +157,14 @@ def authenticate(request: Request) -> Principal:
     if creds is None:
         raise unauthorized("HTTP Basic (key id, secret) or Bearer tb_<key id>.<secret> required")
     services = request.app.state.services
+    key_id, secret = creds
+    cache = _cache_of(request)
     try:
-        return AgencyRegistry(services.store, services.clock).authenticate(*creds)
+        found = cache.get(key_id)
+        if found is None:
+            reg = AgencyRegistry(services.store, services.clock)
+            found = await run_in_threadpool(cache.read, reg, key_id)
+        return principal_of(*found, secret, services.clock.now())
     except AuthenticationFailed as exc:
         limiter.failed(client)
         raise unauthorized("unknown, revoked or expired credential, or wrong secret") from exc
@@ -98,10 +173,10 @@ def authenticate(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def require_role(*roles: str) -> Callable[[Principal], Principal]:
+def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
     """Dependency: the caller must hold one of ``roles`` (403 otherwise)."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.has(*roles):
             raise TaxiiError(403, "Forbidden", f"this needs one of the roles {list(roles)}")
         return principal

@@ -1,10 +1,25 @@
-"""The error body of the analyst API (non-TAXII routes), declared once for OpenAPI."""
+"""The error body of the analyst API (non-TAXII routes), declared once for OpenAPI.
+
+Also ``FastJSON``, the response class of the hot read routes.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+
+class FastJSON(JSONResponse):
+    """JSON rendered by orjson, skipping FastAPI's encoder walk (records and alerts are plain JSON).
+
+    Same JSON as the default path; routes keep ``response_model`` for OpenAPI.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ApiError(BaseModel):

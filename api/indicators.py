@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.audit import record_access
 from api.auth import require_role
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, FastJSON
 from api.indicator_queries import (
     SORTS,
     BadCursor,
@@ -54,7 +54,7 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 def router() -> APIRouter:
     r = APIRouter(prefix="/api/v1", tags=["indicators"], responses=ERROR_RESPONSES)
 
-    @r.get("/indicators", summary="Search indicator records")
+    @r.get("/indicators", summary="Search indicator records", response_model=dict[str, Any])
     def search(
         request: Request,
         principal: Reader_,
@@ -70,7 +70,7 @@ def router() -> APIRouter:
         sort: Annotated[str, Query(pattern="^(" + "|".join(SORTS) + ")$")] = "score",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         s = request.app.state.services
         filters = IndicatorFilters(
             observable_type=_split(type), agency=_split(agency),
@@ -85,7 +85,7 @@ def router() -> APIRouter:
         except BadCursor as exc:
             raise TaxiiError(400, "Bad Request", str(exc)) from exc
         record_access(s, principal, "indicators.search", items)
-        return {"items": items, "next": next_cursor}
+        return FastJSON({"items": items, "next": next_cursor})
 
     @r.get("/indicators/{key:path}", summary="One indicator record with its score explanation")
     def detail(request: Request, principal: Reader_, key: str) -> dict[str, Any]:
@@ -98,18 +98,22 @@ def router() -> APIRouter:
         record_access(s, principal, "indicators.read", [view])
         return view
 
-    @r.get("/lookup", summary="Canonicalise a raw value (defanged or not) and find its record")
+    @r.get(
+        "/lookup",
+        summary="Canonicalise a raw value (defanged or not) and find its record",
+        response_model=dict[str, Any],
+    )
     def lookup_value(
         request: Request,
         principal: Reader_,
         value: Annotated[str, Query(min_length=1, max_length=4096)],
-    ) -> dict[str, Any]:
+    ) -> Response:
         s = request.app.state.services
         answer = lookup(
             s.store, request.app.state.sharing_policy, reader_of(principal), value, s.clock.now()
         )
         record_access(s, principal, "indicators.lookup", answer["records"])
-        return answer
+        return FastJSON(answer)
 
     @r.post("/indicators/{key:path}/sightings", status_code=202,
             summary="Report a sighting of this indicator by your agency")  # fmt: skip

@@ -1,13 +1,16 @@
 """Agencies and their credentials, kept in the agencies index (DOMAIN.md "Parties").
 
 Documents: ``agency:<id>`` (kind ``agency``) and ``cred:<key_id>`` (kind
-``credential``). Nothing is cached beyond one request, so a revocation or
-rotation takes effect on the very next request.
+``credential``). ``api/auth.py`` keeps what it read for a short TTL; every
+change made here bumps ``generation()``, which drops that cache at once, so in
+this process a revocation or rotation takes effect on the very next request
+(changes written by another process apply within the TTL).
 """
 
 from __future__ import annotations
 
 import builtins
+import itertools
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +28,20 @@ from core.names import INDEX_AGENCIES
 from core.ports import Put, Query, Store, Term
 
 PAGE = 1000
+
+# Bumped after every change this process makes to agencies or credentials.
+_changes = itertools.count(1)
+_generation = 0
+
+
+def generation() -> int:
+    """How many agency/credential changes this process has made (auth cache key)."""
+    return _generation
+
+
+def _changed() -> None:
+    global _generation
+    _generation = next(_changes)
 
 
 class AuthenticationFailed(ThreatBayError):
@@ -60,6 +77,7 @@ class AgencyRegistry:
         if not result.ok:
             raise AgencyExists(agency.id)
         self.store.refresh(INDEX_AGENCIES)
+        _changed()
         return agency
 
     def get(self, agency_id: str) -> Agency:
@@ -101,6 +119,7 @@ class AgencyRegistry:
         cred, secret = new_credential(agency, self.clock.now(), roles, expires_at)
         self.store.put_many(INDEX_AGENCIES, [Put(f"cred:{cred.key_id}", cred.to_doc())])
         self.store.refresh(INDEX_AGENCIES)
+        _changed()
         return cred, secret
 
     def credentials(self, agency_id: str | None = None) -> builtins.list[Credential]:
@@ -125,6 +144,7 @@ class AgencyRegistry:
         if not result.ok:
             raise AuthenticationFailed(f"credential {key_id} changed concurrently; retry")
         self.store.refresh(INDEX_AGENCIES)
+        _changed()
         return fresh, secret
 
     def revoke(self, key_id: str) -> Credential:
@@ -133,22 +153,33 @@ class AgencyRegistry:
         doc = cred.to_doc() | {"revoked": True}
         self.store.put_many(INDEX_AGENCIES, [Put(f"cred:{key_id}", doc, blind=True)])
         self.store.refresh(INDEX_AGENCIES)
+        _changed()
         return Credential.from_doc(doc)
 
-    def authenticate(self, key_id: str, secret: str) -> Principal:
-        """The principal for a key id and secret; raises ``AuthenticationFailed``."""
+    def credential_of(self, key_id: str) -> tuple[Credential, Agency]:
+        """The credential ``key_id`` and its agency, unchecked; raises ``AuthenticationFailed``."""
         try:
             cred, _ = self._credential(key_id)
         except UnknownCredential as exc:
             raise AuthenticationFailed("unknown key") from exc
-        if not cred.matches(secret):
-            raise AuthenticationFailed("wrong secret")
-        if cred.revoked:
-            raise AuthenticationFailed("revoked")
-        if cred.expired(self.clock.now()):
-            raise AuthenticationFailed("expired")
         try:
             agency = self.get(cred.agency_id)
         except UnknownAgency as exc:
             raise AuthenticationFailed("agency gone") from exc
-        return Principal(agency=agency, roles=frozenset(cred.roles), key_id=cred.key_id)
+        return cred, agency
+
+    def authenticate(self, key_id: str, secret: str) -> Principal:
+        """The principal for a key id and secret; raises ``AuthenticationFailed``."""
+        cred, agency = self.credential_of(key_id)
+        return principal_of(cred, agency, secret, self.clock.now())
+
+
+def principal_of(cred: Credential, agency: Agency, secret: str, now: datetime) -> Principal:
+    """Check ``secret``, revocation and expiry at ``now``; raises ``AuthenticationFailed``."""
+    if not cred.matches(secret):
+        raise AuthenticationFailed("wrong secret")
+    if cred.revoked:
+        raise AuthenticationFailed("revoked")
+    if cred.expired(now):
+        raise AuthenticationFailed("expired")
+    return Principal(agency=agency, roles=frozenset(cred.roles), key_id=cred.key_id)

@@ -6,10 +6,13 @@ them: ``correlate.merge`` + ``core.policy.record_audience``), serves the API
 with uvicorn in a subprocess (one process), and drives it with ``wrk`` at
 1, 4 and 16 connections, 15 s each, on GET /api/v1/lookup and GET /api/v1/alerts.
 Targets: lookup p99 <= 25 ms, alert list p99 <= 100 ms. Prints figures; asserts
-nothing about speed. Own index namespace, dropped at the end.
+nothing about speed. Own index namespace, dropped at the end unless named with
+``--namespace`` (then kept, so later runs can reuse it with ``--skip-load``).
 
     .venv/bin/python benches/bench_api_scale.py [--records 1000000] [--alerts 10000]
         [--load-budget-s 600] [--duration 15] [--es http://127.0.0.1:9200]
+        [--namespace scale-issue5- [--skip-load]] [--conns 1,2,4,16] [--routes lookup,alerts]
+        [--alert-page-ttl 0]
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from api.registry import AgencyRegistry
+from api.registry import AgencyExists, AgencyRegistry
 from backends.elasticsearch_store import ElasticsearchStore
 from core import names
 from core.access import Agency, bearer_token
@@ -60,8 +63,14 @@ import uvicorn
 from api.app import create_app
 from core.settings import Settings
 from threatbay.bootstrap import build
-uvicorn.run(create_app(build(Settings())), host="127.0.0.1", port={port},
-            log_level="warning", access_log=False)
+app = create_app(build(Settings()))
+{setup}
+uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", access_log=False)
+"""
+# --alert-page-ttl: override api.alerts.AlertPages' TTL (0 = read the store on every list).
+PAGE_TTL_SETUP = """
+from api.alerts import AlertPages
+app.state.alert_pages = AlertPages(ttl_s={ttl})
 """
 
 
@@ -286,12 +295,25 @@ def main() -> None:
     ap.add_argument("--load-budget-s", type=float, default=600.0)
     ap.add_argument("--duration", type=int, default=15)
     ap.add_argument("--conns", default="1,4,16")
+    ap.add_argument("--routes", default="lookup,alerts")
     ap.add_argument("--es", default="http://127.0.0.1:9200")
+    ap.add_argument(
+        "--namespace", default=None, help="fixed index prefix, kept after the run (reusable)"
+    )
+    ap.add_argument(
+        "--skip-load", action="store_true", help="reuse the records and alerts of --namespace"
+    )
+    ap.add_argument(
+        "--alert-page-ttl", type=float, default=None, help="AlertPages TTL in s (0 = off)"
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
+    if args.skip_load and not args.namespace:
+        sys.exit("--skip-load needs --namespace (the dataset to reuse)")
 
-    namespace = f"scale-{secrets.token_hex(4)}-"
+    keep = args.namespace is not None
+    namespace = args.namespace or f"scale-{secrets.token_hex(4)}-"
     tmp = Path(tempfile.mkdtemp(prefix="tb-scale-"))
     store = ElasticsearchStore(
         args.es,
@@ -302,11 +324,23 @@ def main() -> None:
     results: list[tuple[str, int, dict[str, float]]] = []
     try:
         sharing = SharingPolicy(default_whitelist())
-        print(f"namespace {namespace}; loading {args.records:,} records in batches of {args.batch}")
-        n_rec, t_rec = load_records(store, sharing, args.records, args.batch, args.load_budget_s)
-        print(f"records: {n_rec:,} in {t_rec:.1f}s = {n_rec / t_rec:,.0f} docs/s", flush=True)
-        n_al, t_al = load_alerts(store, args.alerts, n_rec)
-        print(f"alerts: {n_al:,} in {t_al:.1f}s = {n_al / t_al:,.0f} docs/s", flush=True)
+        if args.skip_load:
+            # Records are ``observable(i)`` for i < count, so the count is enough to reuse them.
+            n_rec = store.count(names.INDEX_INDICATORS)
+            print(f"namespace {namespace}; reusing {n_rec:,} records (--skip-load)")
+            if n_rec == 0:
+                sys.exit(f"namespace {namespace} holds no records: run once without --skip-load")
+        else:
+            print(
+                f"namespace {namespace}; loading {args.records:,} records "
+                f"in batches of {args.batch}"
+            )
+            n_rec, t_rec = load_records(
+                store, sharing, args.records, args.batch, args.load_budget_s
+            )
+            print(f"records: {n_rec:,} in {t_rec:.1f}s = {n_rec / t_rec:,.0f} docs/s", flush=True)
+            n_al, t_al = load_alerts(store, args.alerts, n_rec)
+            print(f"alerts: {n_al:,} in {t_al:.1f}s = {n_al / t_al:,.0f} docs/s", flush=True)
         t = time.perf_counter()
         store.refresh(names.INDEX_INDICATORS)
         store.refresh(names.INDEX_ALERTS)
@@ -316,9 +350,14 @@ def main() -> None:
         )
 
         registry = AgencyRegistry(store, SystemClock())
-        registry.add_agency(
-            Agency("hk-govcert", "HKCERT", "HK", "identity--11111111-1111-4111-8111-111111111111")
-        )
+        try:
+            registry.add_agency(
+                Agency(
+                    "hk-govcert", "HKCERT", "HK", "identity--11111111-1111-4111-8111-111111111111"
+                )
+            )
+        except AgencyExists:
+            pass  # a reused namespace: one more credential for the same agency
         cred, secret = registry.add_credential("hk-govcert")
         token = "Bearer " + bearer_token(cred.key_id, secret)
 
@@ -330,7 +369,10 @@ def main() -> None:
             THREATBAY_BUS_URL=f"sqlite:///{tmp / 'bus.sqlite3'}",
             THREATBAY_DATA_DIR=str(tmp),
         )
-        server = subprocess.Popen([PY, "-c", SERVER_CODE.format(port=port)], cwd=ROOT, env=env)
+        ttl = args.alert_page_ttl
+        setup = "" if ttl is None else PAGE_TTL_SETUP.format(ttl=ttl)
+        code = SERVER_CODE.format(port=port, setup=setup)
+        server = subprocess.Popen([PY, "-c", code], cwd=ROOT, env=env)
         base = f"http://127.0.0.1:{port}"
         for _ in range(120):
             try:
@@ -369,6 +411,8 @@ def main() -> None:
             "alerts": ['"/api/v1/alerts?limit=50"'],
         }
         for route, paths in scripts.items():
+            if route not in args.routes.split(","):
+                continue
             script = tmp / f"{route}.lua"
             script.write_text(LUA.format(token=token, paths=", ".join(paths)))
             for conns in (int(c) for c in args.conns.split(",")):
@@ -386,7 +430,10 @@ def main() -> None:
                 server.wait(10)
             except subprocess.TimeoutExpired:
                 server.kill()
-        store.drop_indices()
+        if keep:
+            print(f"kept namespace {namespace} (reuse with --namespace {namespace} --skip-load)")
+        else:
+            store.drop_indices()
         store.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -398,6 +445,8 @@ def main() -> None:
             f"{TARGET_MS[route]:7.0f}  {'yes' if ok else 'NO'}"
         )
     for route in TARGET_MS:
+        if route not in args.routes.split(","):
+            continue
         within = [
             r["rps"]
             for rt, _c, r in results
