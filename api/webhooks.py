@@ -299,6 +299,7 @@ class Deliverer:
         self.max_attempts, self.base_delay, self.max_delay = max_attempts, base_delay, max_delay
         self.timeout_s, self.sender = timeout_s, sender or HttpxSender()
         self.workers = workers
+        self.lease = max(timedelta(seconds=60), timedelta(seconds=4 * timeout_s))
 
     def backoff(self, attempts: int) -> timedelta:
         """Delay before attempt ``attempts + 1``: base × 2^(attempts − 1), capped."""
@@ -319,17 +320,32 @@ class Deliverer:
             ),
         )
         current = self.store.get_many(names.INDEX_DELIVERIES, [h.key for h in page.hits])
-        due = [st for st in current.values() if st.doc["state"] == PENDING]
-        jobs = [dict(st.doc) for st in due]
+        due = [
+            st
+            for st in current.values()
+            if st.doc["state"] == PENDING and st.doc["next_attempt_at"] <= format_timestamp(now)
+        ]
+        # Claim before sending: the job's next attempt moves ``lease`` ahead under
+        # optimistic concurrency, so another deliverer (a second alerts process) neither
+        # sees it due nor can claim it; a deliverer killed mid-send leaves it due again
+        # once the lease runs out (at-least-once; receivers dedupe on the delivery id).
+        lease_until = format_timestamp(now + self.lease)
+        claims = self.store.put_many(
+            names.INDEX_DELIVERIES,
+            [Put(st.key, {**st.doc, "next_attempt_at": lease_until}, st.version) for st in due],
+        )
+        claimed = [
+            (st.key, dict(st.doc), claim.version)
+            for st, claim in zip(due, claims, strict=True)
+            if claim.ok and claim.version is not None
+        ]
+        jobs = [job for _, job, _ in claimed]
         # Endpoints are independent: one slow agency must not hold up the others.
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             outcomes = list(pool.map(lambda job: self._attempt(job, now), jobs))
         results = self.store.put_many(
             names.INDEX_DELIVERIES,
-            [
-                Put(key=st.key, doc=job, expected=st.version)
-                for st, job in zip(due, jobs, strict=True)
-            ],
+            [Put(key=key, doc=job, expected=version) for key, job, version in claimed],
         )
         for outcome, result in zip(outcomes, results, strict=True):
             if result.ok:

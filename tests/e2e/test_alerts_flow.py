@@ -618,17 +618,14 @@ def test_tlp_red_alert_reaches_only_named_recipients(
     assert reports == []
 
 
-def test_pending_deliveries_survive_a_restart(
-    tmp_path: Path, clock: FakeClock, receiver: Receiver
-) -> None:
-    settings = Settings(data_dir=tmp_path / "restart")
-    first = build(settings, clock=clock)
+def one_pending_delivery(services: Services, clock: FakeClock, receiver: Receiver) -> None:
+    """An ORANGE alert notified to HK whose webhook job is written but not yet sent."""
     hk = Agency("hk-govcert", "GovCERT.HK", "HK", "identity--6a1f2a4e-9a3b-4c1d-8e7f-0a1b2c3d4e50")
-    AgencyRegistry(first.store, clock).add_agency(hk)
-    receiver.secrets["hk-govcert"] = WebhookDirectory(first.store).register(
+    AgencyRegistry(services.store, clock).add_agency(hk)
+    receiver.secrets["hk-govcert"] = WebhookDirectory(services.store).register(
         hk, f"{receiver.url}/hook/hk-govcert"
     )
-    first.store.refresh(names.INDEX_WEBHOOKS)
+    services.store.refresh(names.INDEX_WEBHOOKS)
     at = format_timestamp(clock.now())
     rec: dict[str, Any] = {
         "key": "url|value|http://evil.example/x", "observable_type": "url",
@@ -638,15 +635,24 @@ def test_pending_deliveries_survive_a_restart(
         "sightings": [], "agencies": ["gd-cac", "hk-govcert"], "jurisdictions": ["GD", "HK"],
         "agency_count": 2, "jurisdiction_count": 2, "sighted": False, "first_seen": at,
     }  # fmt: skip
-    first.bus.publish(names.TOPIC_CHANGES, [Outgoing(key=rec["key"], value=orjson.dumps(
+    services.bus.publish(names.TOPIC_CHANGES, [Outgoing(key=rec["key"], value=orjson.dumps(
         {"key": rec["key"], "kinds": ["new_jurisdiction"], "at": at, "record": rec}))])  # fmt: skip
-    book = AlertBook(first.store, first.bus, clock)
+    book = AlertBook(services.store, services.bus, clock)
     AlertEngine(book, load_ruleset()).drain(
-        first.bus.consumer(names.TOPIC_CHANGES, names.GROUP_ALERTER)
+        services.bus.consumer(names.TOPIC_CHANGES, names.GROUP_ALERTER)
     )
-    Notifier(first.store, first.bus, clock, default_sharing()).drain(
-        first.bus.consumer(names.TOPIC_ALERTS, names.GROUP_NOTIFIER)
+    Notifier(services.store, services.bus, clock, default_sharing()).drain(
+        services.bus.consumer(names.TOPIC_ALERTS, names.GROUP_NOTIFIER)
     )
+    services.store.refresh(names.INDEX_DELIVERIES)
+
+
+def test_pending_deliveries_survive_a_restart(
+    tmp_path: Path, clock: FakeClock, receiver: Receiver
+) -> None:
+    settings = Settings(data_dir=tmp_path / "restart")
+    first = build(settings, clock=clock)
+    one_pending_delivery(first, clock, receiver)
     first.close()  # the process stops before anything was sent
 
     second = build(settings, clock=clock)
@@ -658,3 +664,40 @@ def test_pending_deliveries_survive_a_restart(
         assert delivery["alert"]["level"] == "ORANGE"  # score 92, two jurisdictions, no sighting
     finally:
         second.close()
+
+
+def test_two_deliverers_at_once_send_each_job_once(
+    services: Services, clock: FakeClock, receiver: Receiver
+) -> None:
+    one_pending_delivery(services, clock, receiver)
+    both_read = threading.Barrier(2)
+    waited: set[str] = set()
+    deliverers = [Deliverer(services.store, clock) for _ in range(2)]
+    original = services.store.put_many
+
+    def put_many_after_both_read(index: str, puts: Any) -> Any:
+        name = threading.current_thread().name
+        if index == names.INDEX_DELIVERIES and name.startswith("tick") and name not in waited:
+            waited.add(name)
+            both_read.wait(timeout=10)  # both found the job due before either claims it
+        return original(index, puts)
+
+    counts: list[dict[str, int]] = []
+    services.store.put_many = put_many_after_both_read  # type: ignore[method-assign]
+    try:
+        ticks = [
+            threading.Thread(
+                target=lambda d=d: counts.append(d.delivery_tick(clock.now())), name=f"tick{i}"
+            )
+            for i, d in enumerate(deliverers)
+        ]
+        for t in ticks:
+            t.start()
+        for t in ticks:
+            t.join(30)
+    finally:
+        services.store.put_many = original  # type: ignore[method-assign]
+    assert len(receiver.raw) == 1, "the job was sent by both deliverers"
+    assert sorted(c["delivered"] for c in counts) == [0, 1]
+    [delivery] = receiver.for_agency("hk-govcert")
+    assert delivery["event"]["type"] == "notified"
