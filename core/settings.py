@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     """Prefix of every Kafka topic and Elasticsearch index (isolates tests and benchmarks)."""
     crossborder_file: Path | None = None
     alert_rules_file: Path | None = None
+    rescore_interval_s: float = 300.0
+    """Seconds between passes of the periodic re-score of decayed indicator scores."""
+    rescore_max_rate: float = 500.0
+    """Records per second a re-score pass may read (0: unlimited); see benches/bench_rescore.py."""
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
     taxii: TaxiiSettings = TaxiiSettings()

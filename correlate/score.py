@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from core import scoring
@@ -18,6 +18,9 @@ from core.clock import format_timestamp, parse_timestamp
 
 #: Score values whose crossing is a change the alert engine hears about.
 SCORE_THRESHOLDS = (50.0, 70.0, 80.0, 85.0, 90.0)
+
+#: The periodic re-score refreshes a stored score once decay has moved it by this much.
+RESCORE_STEP = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class Scorer:
             "cap": scoring.WARNINGLIST_CAP if result.capped_by else None,
             "explanation": result.explanation,
         }
+        record["next_rescore_at"] = next_rescore_at(record, now)
 
 
 def current_score(record: dict[str, Any], now: datetime) -> float:
@@ -124,3 +128,74 @@ def current_score(record: dict[str, Any], now: datetime) -> float:
     if components.get("capped_by"):
         value = min(value, scoring.WARNINGLIST_CAP)
     return round(value, 3)
+
+
+def next_rescore_at(record: dict[str, Any], now: datetime) -> str | None:
+    """When the stored score will have decayed by ``RESCORE_STEP`` or a live report ends.
+
+    DOMAIN.md "Score": the polynomial ``base × (1 − (t/τ)^(1/δ))`` falls to a
+    target value v at ``t = τ × (1 − v/base)^δ`` after the anchor; a report's
+    ``valid_until`` changes the corroboration (or expires the record). ``None``
+    means nothing will change with time alone (not active, or decayed to 0 with
+    no report left to end).
+    """
+    if record.get("state") != "active":
+        return None
+    moments: list[datetime] = []
+    for source in record.get("sources") or []:
+        end = _when(source.get("valid_until")) if not source.get("revoked") else None
+        if end is not None and end > now:
+            moments.append(end)
+    components = record.get("components") or {}
+    anchor = _when(components.get("anchor"))
+    base = float(components.get("base") or 0.0)
+    value = float(record.get("score") or 0.0)
+    tau = float(components.get("tau_days") or 0.0)
+    delta = float(components.get("delta") or 0.0)
+    if anchor is not None and base > 0 and value > 0 and tau > 0 and delta > 0:
+        target = value - RESCORE_STEP
+        fraction = 1.0 if target <= 0 else (1.0 - min(1.0, target / base)) ** delta
+        moments.append(max(anchor + timedelta(days=tau * fraction), now + timedelta(seconds=1)))
+    return format_timestamp(min(moments)) if moments else None
+
+
+def liveness_changed(record: dict[str, Any], now: datetime) -> bool:
+    """True if a report's ``valid_until`` passed since ``scored_at`` (corroboration must be redone).
+
+    Also true for a record without ``scored_at`` or ``components``: its decay
+    cannot be recomputed from stored values alone.
+    """
+    scored_at = _when(record.get("scored_at"))
+    if scored_at is None or not record.get("components"):
+        return True
+    for source in record.get("sources") or []:
+        end = _when(source.get("valid_until")) if not source.get("revoked") else None
+        if end is not None and scored_at < end <= now:
+            return True
+    return False
+
+
+def apply_decay(record: dict[str, Any], now: datetime) -> None:
+    """Refresh ``score`` of ``record`` in place to its decayed value at ``now`` (periodic re-score).
+
+    Only time moved since ``scored_at``: base, per-agency p_a, anchor, τ, δ and
+    the warninglist cap are the stored components (DOMAIN.md "Score"); use
+    ``Scorer.apply`` instead when ``liveness_changed`` says a report ended.
+    """
+    components = dict(record.get("components") or {})
+    record["score"] = current_score(record, now)
+    record["scored_at"] = format_timestamp(now)
+    anchor = _when(components.get("anchor"))
+    if record.get("state") == "active" and anchor is not None:
+        t_days = max(0.0, (now - anchor).total_seconds() / 86400.0)
+        tau, delta = float(components["tau_days"]), float(components["delta"])
+        factor = scoring.decay_factor(t_days, tau, delta)
+        line = f"decay {factor:.3f} after {t_days:.1f} d (tau {tau:g} d, delta {delta:g})"
+        components["t_days"] = round(t_days, 4)
+        components["decay_factor"] = round(factor, 4)
+        components["explanation"] = [
+            line if str(text).startswith("decay ") else text
+            for text in components.get("explanation") or []
+        ]
+        record["components"] = components
+    record["next_rescore_at"] = next_rescore_at(record, now)

@@ -32,7 +32,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run every stage in one process (API, correlator, alert engine, notifier)."""
+    """Run every stage in one process (API, correlator, re-score, alert engine, notifier)."""
     from threatbay import stages
 
     settings = _settings(data_dir)
@@ -61,6 +61,26 @@ def correlate(
     from threatbay import stages
 
     stages.run_correlator(_settings(data_dir), from_beginning=from_beginning)
+
+
+@app.command()
+def rescore(
+    data_dir: DataDir = None,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between passes (default: settings).")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Run one pass, print what it did, exit.")] = False,
+) -> None:
+    """Run only the periodic re-score that keeps decayed indicator scores current."""
+    from threatbay import stages
+
+    settings = _settings(data_dir)
+    if interval is not None:
+        settings.rescore_interval_s = interval
+    if once:
+        typer.echo(stages.rescore_once(settings))
+        return
+    stages.run_rescorer(settings)
 
 
 @app.command()

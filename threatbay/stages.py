@@ -1,7 +1,7 @@
 """Build and run the stages on the backends the settings name.
 
 ``serve_all`` runs everything in one process (the embedded default);
-``serve_api`` / ``run_correlator`` / ``run_alerter`` run one stage each for
+``serve_api`` / ``run_correlator`` / ``run_rescorer`` / ``run_alerter`` run one stage each for
 the production stack (deploy/compose.yaml).
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.settings import Settings
+from correlate.rescore import Rescorer
 from correlate.worker import Correlator
 from threatbay.bootstrap import Services, build
 
@@ -67,6 +68,36 @@ def start_correlator(services: Services, loops: Loops, *, from_beginning: bool =
     loops.start("correlator", lambda stop: correlator.run(stop, from_beginning=from_beginning))
 
 
+class _WarninglistsOnDemand:
+    """The shared warninglists, loaded (~10 s) only if a record lacks its stored hits."""
+
+    def hits(self, observable_type: str, value: str, path: str = "value") -> list[str]:
+        from threatbay.wiring import shared_warninglists
+
+        return shared_warninglists().hits(observable_type, value, path)
+
+
+def rescorer_for(services: Services) -> Rescorer:
+    """The periodic re-score wired to this process's services (issue 4)."""
+    from correlate.score import Scorer
+    from threatbay.wiring import agency_profiles
+
+    return Rescorer(
+        services.store,
+        services.bus,
+        services.clock,
+        Scorer(_WarninglistsOnDemand()),
+        agency_profiles(services),
+        max_rate=services.settings.rescore_max_rate or None,
+    )
+
+
+def start_rescorer(services: Services, loops: Loops) -> None:
+    rescorer = rescorer_for(services)
+    interval = services.settings.rescore_interval_s
+    loops.start("rescore", lambda stop: rescorer.run(stop, interval))
+
+
 def start_alerter(services: Services, loops: Loops) -> None:
     from threatbay.wiring import start_alert_loops
 
@@ -102,13 +133,14 @@ def first_run_hint(services: Services) -> str | None:
 
 
 def serve_all(settings: Settings, host: str, port: int) -> None:
-    """API + correlator + alert engine + notifier in one process."""
+    """API + correlator + re-score + alert engine + notifier in one process."""
     services = build(settings)
     hint = first_run_hint(services)
     if hint:
         print(hint)
     loops = Loops()
     start_correlator(services, loops)
+    start_rescorer(services, loops)
     start_alerter(services, loops)
     _uvicorn(services, host, port, loops)
 
@@ -133,6 +165,28 @@ def run_correlator(settings: Settings, *, from_beginning: bool = False) -> None:
     start_correlator(services, loops, from_beginning=from_beginning)
     print(f"correlator consuming {settings.bus_url} -> {settings.store_url}")
     _run_until_signal(services, loops)
+
+
+def run_rescorer(settings: Settings) -> None:
+    """Only the periodic re-score (run one per deployment; more only add conflicts)."""
+    services = build(settings)
+    loops = Loops()
+    start_rescorer(services, loops)
+    print(f"re-score every {settings.rescore_interval_s:g}s on {settings.store_url}")
+    _run_until_signal(services, loops)
+
+
+def rescore_once(settings: Settings) -> str:
+    """One re-score pass now; a line saying what it did (``threatbay rescore --once``)."""
+    services = build(settings)
+    try:
+        r = rescorer_for(services).run_pass()
+    finally:
+        services.close()
+    return (
+        f"re-scored {r.written} of {r.due} due records ({r.full} fully, {r.conflicts} "
+        f"conflicts skipped), {r.crossings} threshold crossings announced"
+    )
 
 
 def run_alerter(settings: Settings) -> None:
