@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from core import envelope
 from core.access import Agency, bearer_token
 from core.clock import FakeClock
 from core.names import INDEX_OBJECTS, TOPIC_RAW
-from core.settings import Settings
+from core.settings import ElasticsearchSettings, KafkaSettings, Settings
 from correlate.objects import store_objects
 from threatbay.bootstrap import Services, build
 
@@ -86,6 +87,38 @@ def services(tmp_path: Path, clock: FakeClock) -> Iterator[Services]:
     svc = build(Settings(data_dir=tmp_path), clock=clock)
     yield svc
     svc.close()
+
+
+@contextmanager
+def real_backends(
+    tmp_path: Path,
+    clock: FakeClock,
+    kafka_bootstrap: str,
+    es_url: str,
+    name: str,
+    refresh_interval: str = "1s",
+) -> Iterator[Services]:
+    """Real Kafka bus and Elasticsearch store under a private prefix, dropped afterwards.
+
+    ``refresh_interval="30s"`` makes only reads by key see fresh writes (as under heavy
+    ingest): tests of real-time reads use it.
+    """
+    from backends.elasticsearch_store import ElasticsearchStore
+    from backends.kafka_bus import KafkaBus
+
+    prefix = f"{name}-{uuid.uuid4().hex[:8]}-"
+    store = ElasticsearchStore(
+        es_url, ElasticsearchSettings(refresh_interval=refresh_interval), prefix=prefix
+    )
+    bus = KafkaBus(
+        kafka_bootstrap, KafkaSettings(partitions=3, session_timeout_ms=6000), prefix=prefix
+    )
+    svc = Services(settings=Settings(data_dir=tmp_path), bus=bus, store=store, clock=clock)
+    try:
+        yield svc
+    finally:
+        store.drop_indices()
+        svc.close()
 
 
 @pytest.fixture

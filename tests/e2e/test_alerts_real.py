@@ -8,14 +8,13 @@ THREATBAY_REQUIRE_SERVICES=1.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.clock import FakeClock
-from core.settings import ElasticsearchSettings, KafkaSettings, Settings
+from tests.e2e.conftest import real_backends
 from tests.e2e.test_alerts_flow import (  # noqa: F401 - fixtures and tests run here too
     platform,
     receiver,
@@ -43,17 +42,5 @@ def services(
     tmp_path: Path, clock: FakeClock, kafka_bootstrap: str, es_url: str
 ) -> Iterator[Services]:
     """Real Kafka bus and real Elasticsearch store, private prefixes; overrides conftest's."""
-    from backends.elasticsearch_store import ElasticsearchStore
-    from backends.kafka_bus import KafkaBus
-
-    run = uuid.uuid4().hex[:8]
-    store = ElasticsearchStore(es_url, ElasticsearchSettings(), prefix=f"alerts-{run}-")
-    bus = KafkaBus(
-        kafka_bootstrap,
-        KafkaSettings(partitions=3, session_timeout_ms=6000),
-        prefix=f"alerts-{run}-",
-    )
-    svc = Services(settings=Settings(data_dir=tmp_path), bus=bus, store=store, clock=clock)
-    yield svc
-    store.drop_indices()
-    svc.close()
+    with real_backends(tmp_path, clock, kafka_bootstrap, es_url, "alerts") as svc:
+        yield svc

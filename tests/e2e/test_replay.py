@@ -23,8 +23,8 @@ from api.registry import AgencyRegistry
 from core import names
 from core.clock import FakeClock
 from core.ports import Query
-from core.settings import ElasticsearchSettings, KafkaSettings, Settings
-from tests.e2e.conftest import AGENCIES, TLP_GREEN, Key, indicator
+from core.settings import Settings
+from tests.e2e.conftest import AGENCIES, TLP_GREEN, Key, indicator, real_backends
 from threatbay.bootstrap import Services, build
 from threatbay.stages import correlator_for
 
@@ -38,19 +38,10 @@ def backends(
         yield svc
         svc.close()
         return
-    from backends.elasticsearch_store import ElasticsearchStore
-    from backends.kafka_bus import KafkaBus
-
     kafka = request.getfixturevalue("kafka_bootstrap")
     es = request.getfixturevalue("es_url")
-    prefix = f"replay-{uuid.uuid4().hex[:8]}-"
-    # A long refresh interval: only reads by key see fresh writes (as under heavy ingest).
-    store = ElasticsearchStore(es, ElasticsearchSettings(refresh_interval="30s"), prefix=prefix)
-    bus = KafkaBus(kafka, KafkaSettings(partitions=3, session_timeout_ms=6000), prefix=prefix)
-    svc = Services(settings=Settings(data_dir=tmp_path), bus=bus, store=store, clock=clock)
-    yield svc
-    store.drop_indices()
-    svc.close()
+    with real_backends(tmp_path, clock, kafka, es, "replay", refresh_interval="30s") as svc:
+        yield svc
 
 
 def dump(services: Services, index: str) -> list[tuple[str, bytes]]:
