@@ -414,7 +414,9 @@ def alerts_router() -> APIRouter:
                     view = _LIST_VIEWS.view(sharing, reader, hit.doc)
                 else:
                     view = list_view(sharing, reader, hit.doc)
-                if view is not None:
+                # The store matched ``agency`` on every agency of the alert; an agency hidden
+                # from this reader must not select it (that would reveal its involvement).
+                if view is not None and (not agency or set(agency) & set(view["agencies"])):
                     items.append(view)
             more = page.more
             if page.hits:

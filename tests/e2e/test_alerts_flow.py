@@ -44,7 +44,7 @@ from correlate.alerter import AlertBook, AlertEngine, escalation_tick
 from correlate.objects import default_sharing
 from correlate.rules import load_ruleset
 from correlate.worker import Correlator
-from tests.e2e.conftest import Key, indicator
+from tests.e2e.conftest import TLP_AMBER, Key, indicator
 from threatbay.bootstrap import Services, build
 from threatbay.stages import correlator_for
 
@@ -701,3 +701,32 @@ def test_two_deliverers_at_once_send_each_job_once(
     assert sorted(c["delivered"] for c in counts) == [0, 1]
     [delivery] = receiver.for_agency("hk-govcert")
     assert delivery["event"]["type"] == "notified"
+
+
+def test_the_agency_filter_never_matches_an_agency_hidden_from_the_reader(
+    platform: Platform, keys: dict[str, Key]
+) -> None:
+    p = platform
+    # HK's report is GREEN (crosses to Macao); GD's is AMBER (stays in Guangdong).
+    hk = indicator(11, pattern="[domain-name:value = 'hidden-partner.example']", confidence=90)
+    gd = indicator(
+        12,
+        pattern="[domain-name:value = 'hidden-partner.example']",
+        confidence=90,
+        object_marking_refs=[TLP_AMBER],
+    )
+    push(p.client, keys["hk"], [hk])
+    push(p.client, keys["gd"], [gd])
+    p.correlate()
+    p.alert()
+
+    def listed(key: Key, agency: str) -> list[dict[str, Any]]:
+        r = p.client.get("/api/v1/alerts", params={"agency": agency}, headers=auth(key))
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+    assert len(listed(keys["gd"], "gd-cac")) == 1  # GD sees its own agency in the alert
+    [seen] = listed(keys["mo"], "hk-govcert")  # Macao sees the alert through HK's report
+    assert "gd-cac" not in seen["agencies"]
+    # Filtering on the agency it cannot see must not reveal that agency is in the alert.
+    assert listed(keys["mo"], "gd-cac") == []
