@@ -235,9 +235,12 @@ def main() -> None:
     print(f"from go to the last batch ({window:.1f} s, incl. group joins): machine CPU busy "
           f"{busy / (window * cores):.0%} of {cores} cores; Elasticsearch {es_cpu:.1f} s CPU "
           f"({es_cpu / args.n * 1e6:,.0f} us per indicator, any ES client)")  # fmt: skip
+    drop = getattr(services.store, "drop_indices", None)
+    if drop is not None:  # Elasticsearch: this run's indices (its topics stay, Kafka-style)
+        drop()
+    services.close()
     if records != distinct or objects != args.n:
         sys.exit("MISMATCH: the store does not hold what was published")
-    services.close()
 
 
 if __name__ == "__main__":
