@@ -53,11 +53,15 @@ class ConnectionPerThread:
         self._synchronous = synchronous
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._closed = False
 
     def get(self) -> sqlite3.Connection:
-        """The calling thread's connection, opened on first use."""
+        """The calling thread's connection, opened on first use.
+
+        Opening one also closes those of threads that have ended (short-lived pool
+        threads would otherwise leave a connection and its page cache behind each).
+        """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed:
@@ -67,13 +71,22 @@ class ConnectionPerThread:
                 self._on_open(conn)
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                ended = [c for t, c in self._all if not t.is_alive()]
+                self._all = [(t, c) for t, c in self._all if t.is_alive()]
+                self._all.append((threading.current_thread(), conn))
+            for old in ended:
+                old.close()
         return conn
+
+    def open_count(self) -> int:
+        """Connections currently open (one per live thread that used this file)."""
+        with self._lock:
+            return len(self._all)
 
     def close(self) -> None:
         """Close every connection opened through this object."""
         self._closed = True
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all = [c for _, c in self._all], []
         for conn in conns:
             conn.close()

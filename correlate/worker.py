@@ -124,6 +124,9 @@ class Correlator:
         self.scorer = scorer
         self.sharing = sharing
         self.recent = RecentRecords()
+        # One long-lived thread (not one per batch: every new thread would open its own
+        # store connection on the embedded backend).
+        self._objects_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="objects")
 
     # ----------------------------------------------------------------- loop
 
@@ -198,18 +201,19 @@ class Correlator:
         # present in this one (``_resolve_refs``). Writing them concurrently overlaps
         # one's store round trips with the other's Python work; both finish before
         # the caller commits.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="objects") as pool:
-            objects_done = pool.submit(store_objects, self.store, good, self.clock, self.sharing)
-            try:
-                # References are noted before the named indicators' versions are read,
-                # and an indicator's versions are stored before its references are read
-                # (below): of a sighting and its indicator handled at the same moment by
-                # two workers, one always sees the other.
-                note_references(self.store, referrers)
-                keys_of = self._resolve_refs(work, sighting_refs, link_refs)
-                self._write_records(work, result)
-            finally:
-                objects_done.result()
+        objects_done = self._objects_writer.submit(
+            store_objects, self.store, good, self.clock, self.sharing
+        )
+        try:
+            # References are noted before the named indicators' versions are read,
+            # and an indicator's versions are stored before its references are read
+            # (below): of a sighting and its indicator handled at the same moment by
+            # two workers, one always sees the other.
+            note_references(self.store, referrers)
+            keys_of = self._resolve_refs(work, sighting_refs, link_refs)
+            self._write_records(work, result)
+        finally:
+            objects_done.result()
         new_ids = sorted({i.obj["id"] for i in good if i.obj.get("type") == "indicator"})
         if new_ids:
             late = self._attach_earlier(keys_of, new_ids)

@@ -1,0 +1,55 @@
+"""The embedded backends keep one SQLite connection per *live* thread.
+
+Each connection carries its own page cache (up to 64 MB). Short-lived threads
+(a pool created per tick, an executor per batch) must not leave theirs behind:
+the embedded ``serve`` would grow without bound.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+from core import envelope, names
+from core.ports import Incoming, Put
+from core.settings import Settings
+from threatbay.bootstrap import build
+from threatbay.stages import correlator_for
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    services = build(Settings(data_dir=tmp_path))
+    try:
+        store = services.store
+        for i in range(25):
+            worker = threading.Thread(
+                target=store.put_many, args=(names.INDEX_AUDIT, [Put(f"k{i}", {"n": i})])
+            )
+            worker.start()
+            worker.join()
+        store.put_many(names.INDEX_AUDIT, [Put("main", {"n": -1})])  # opens one, prunes the rest
+        assert store._conns.open_count() <= 2  # type: ignore[attr-defined]
+        assert store.count(names.INDEX_AUDIT) == 26  # nothing written was lost
+    finally:
+        services.close()
+
+
+def test_the_correlator_does_not_open_a_connection_per_batch(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benches"))
+    import bench_correlate
+
+    services = build(Settings(data_dir=tmp_path))
+    try:
+        worker = correlator_for(services)
+        items = bench_correlate.workload(300, 0.3)
+        for start in range(0, 300, 10):
+            messages = [
+                Incoming(names.TOPIC_RAW, 0, n, m.key, m.value, {})
+                for n, m in enumerate(envelope.encode(items[start : start + 10]))
+            ]
+            worker.process(messages)
+        assert services.store._conns.open_count() <= 3  # type: ignore[attr-defined]
+        assert services.store.count(names.INDEX_OBJECTS) == 300
+    finally:
+        services.close()
