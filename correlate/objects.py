@@ -288,9 +288,9 @@ def note_references(store: Store, refs: dict[str, dict[str, dict[str, Any]]]) ->
     return written
 
 
-def references_to(store: Store, indicator_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """Indicator id -> the referring objects noted by ``note_references`` (real-time read)."""
+def references_to(
+    store: Store, indicator_ids: Sequence[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Indicator id -> {object key: referring object} noted by ``note_references`` (real-time)."""
     found = store.get_many(INDEX_OBJECT_VERSIONS, [refs_key(i) for i in indicator_ids])
-    return {
-        st.doc["of"]: [st.doc["items"][k] for k in sorted(st.doc["items"])] for st in found.values()
-    }
+    return {st.doc["of"]: dict(sorted(st.doc["items"].items())) for st in found.values()}

@@ -165,7 +165,7 @@ class Correlator:
         result.objects = len(accepted)
 
         work = _Work()
-        sighting_refs: dict[str, list[tuple[Accepted, merge.Report]]] = {}
+        sighting_refs: dict[str, list[merge.Report]] = {}
         link_refs: dict[str, list[tuple[str, str]]] = {}
         referrers: dict[str, dict[str, dict[str, Any]]] = {}
         good: list[Accepted] = []
@@ -175,18 +175,13 @@ class Correlator:
                 kind = obj.get("type")
                 if kind == "indicator":
                     self._indicator(work, item)
-                elif kind == "sighting":
-                    ref = obj.get("sighting_of_ref", "")
-                    if ref.startswith("indicator--"):
-                        report = merge.sighting_report(obj, item.provenance)
-                        sighting_refs.setdefault(ref, []).append((item, report))
-                        _note(referrers, ref, item)
-                elif kind == "relationship" and obj.get("relationship_type") == "indicates":
-                    target = obj.get("target_ref", "")
-                    field_name = LINK_FIELDS.get(target.split("--", 1)[0])
-                    if field_name and obj.get("source_ref", "").startswith("indicator--"):
-                        link_refs.setdefault(obj["source_ref"], []).append((field_name, target))
-                        _note(referrers, obj["source_ref"], item)
+                elif (ref := reference_of(obj, item.provenance)) is not None:
+                    indicator_id, sighting, link = ref
+                    if sighting is not None:
+                        sighting_refs.setdefault(indicator_id, []).append(sighting)
+                    if link is not None:
+                        link_refs.setdefault(indicator_id, []).append(link)
+                    _note(referrers, indicator_id, item)
                 good.append(item)
             except (InvalidPattern, KeyError, TypeError, ValueError) as exc:
                 raw = orjson.dumps({"object": obj, "provenance": item.provenance.to_dict()})
@@ -216,7 +211,7 @@ class Correlator:
             objects_done.result()
         new_ids = sorted({i.obj["id"] for i in good if i.obj.get("type") == "indicator"})
         if new_ids:
-            late = self._attach_earlier(keys_of, new_ids)
+            late = self._attach_earlier(keys_of, new_ids, referrers)
             if late.keys():
                 self._write_records(late, result)
         if result.changes:
@@ -235,7 +230,7 @@ class Correlator:
     def _resolve_refs(
         self,
         work: _Work,
-        sighting_refs: dict[str, list[tuple[Accepted, merge.Report]]],
+        sighting_refs: dict[str, list[merge.Report]],
         link_refs: dict[str, list[tuple[str, str]]],
     ) -> dict[str, set[str]]:
         """Map sightings / relationships to the records of the indicators they name.
@@ -254,7 +249,7 @@ class Correlator:
                     keys_of.setdefault(stix_id, set()).add(key)
         for ref, entries in sighting_refs.items():
             for key in keys_of.get(ref, ()):
-                work.sightings.setdefault(key, []).extend(r for _, r in entries)
+                work.sightings.setdefault(key, []).extend(entries)
         for ref, links in link_refs.items():
             for key in keys_of.get(ref, ()):
                 work.links.setdefault(key, []).extend(links)
@@ -283,24 +278,31 @@ class Correlator:
                     found.setdefault(key, set()).add(stix_id)
         return found
 
-    def _attach_earlier(self, keys_of: dict[str, set[str]], indicator_ids: list[str]) -> _Work:
-        """Sightings / relationships stored before the indicators they name (real-time read)."""
+    def _attach_earlier(
+        self,
+        keys_of: dict[str, set[str]],
+        indicator_ids: list[str],
+        noted_now: dict[str, dict[str, dict[str, Any]]],
+    ) -> _Work:
+        """Sightings / relationships stored before the indicators they name (real-time read).
+
+        Those of this batch (``noted_now``) were applied already.
+        """
         late = _Work()
         for indicator_id, items in references_to(self.store, indicator_ids).items():
             keys = keys_of.get(indicator_id, ())
-            for item in items:
-                obj = item["object"]
-                if obj.get("type") == "sighting":
-                    report = merge.sighting_report(obj, Provenance.from_dict(item["provenance"]))
-                    for key in keys:
-                        late.sightings.setdefault(key, []).append(report)
-                elif obj.get("relationship_type") == "indicates":
-                    target = obj.get("target_ref", "")
-                    link_field = LINK_FIELDS.get(target.split("--", 1)[0])
-                    if link_field is None:
-                        continue
-                    for key in keys:
-                        late.links.setdefault(key, []).append((link_field, target))
+            for object_key_, item in items.items():
+                if object_key_ in noted_now.get(indicator_id, {}):
+                    continue
+                ref = reference_of(item["object"], Provenance.from_dict(item["provenance"]))
+                if ref is None:
+                    continue
+                _, sighting, link = ref
+                for key in keys:
+                    if sighting is not None:
+                        late.sightings.setdefault(key, []).append(sighting)
+                    if link is not None:
+                        late.links.setdefault(key, []).append(link)
         return late
 
     def _write_records(self, work: _Work, result: BatchResult) -> None:
@@ -379,6 +381,27 @@ def change_messages(changes: list[dict[str, Any]], per_message: int = 200) -> li
         for bucket, items in groups.items()
         for i in range(0, len(items), per_message)
     ]
+
+
+def reference_of(
+    obj: dict[str, Any], provenance: Provenance
+) -> tuple[str, merge.Report | None, tuple[str, str] | None] | None:
+    """(indicator id, sighting report, link) when ``obj`` attaches to an indicator's record.
+
+    A ``sighting`` of an indicator, or an ``indicates`` relationship from an indicator
+    to a malware / campaign / intrusion set; ``None`` for anything else.
+    """
+    if obj.get("type") == "sighting":
+        ref = obj.get("sighting_of_ref", "")
+        if ref.startswith("indicator--"):
+            return ref, merge.sighting_report(obj, provenance), None
+    elif obj.get("type") == "relationship" and obj.get("relationship_type") == "indicates":
+        target = obj.get("target_ref", "")
+        field_name = LINK_FIELDS.get(target.split("--", 1)[0])
+        source = obj.get("source_ref", "")
+        if field_name and source.startswith("indicator--"):
+            return source, None, (field_name, target)
+    return None
 
 
 def _note(referrers: dict[str, dict[str, dict[str, Any]]], ref: str, item: Accepted) -> None:
