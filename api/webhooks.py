@@ -308,12 +308,13 @@ class Deliverer:
     def delivery_tick(self, now: datetime, limit: int = 200) -> dict[str, int]:
         """Send every pending job due at ``now``; returns counts by outcome."""
         counts = {DELIVERED: 0, "retry": 0, DEAD: 0}
+        stamp = format_timestamp(now)
         page = self.store.search(
             names.INDEX_DELIVERIES,
             StoreQuery(
                 filters=(
                     Term("state", (PENDING,)),
-                    Range("next_attempt_at", lte=format_timestamp(now)),
+                    Range("next_attempt_at", lte=stamp),
                 ),
                 sort=(Sort("next_attempt_at"),),
                 limit=limit,
@@ -323,7 +324,7 @@ class Deliverer:
         due = [
             st
             for st in current.values()
-            if st.doc["state"] == PENDING and st.doc["next_attempt_at"] <= format_timestamp(now)
+            if st.doc["state"] == PENDING and st.doc["next_attempt_at"] <= stamp
         ]
         # Claim before sending: the job's next attempt moves ``lease`` ahead under
         # optimistic concurrency, so another deliverer (a second alerts process) neither
