@@ -46,9 +46,17 @@ def format_timestamp(when: datetime) -> str:
 def parse_timestamp(text: str) -> datetime:
     """Parse an RFC 3339 STIX timestamp (``Z`` or offset) into aware UTC.
 
-    Raises ``ValueError`` on anything else.
+    Raises ``ValueError`` on anything else. Memoised: scoring reads the same
+    report and sighting times of a record again at every change.
     """
-    if not isinstance(text, str) or "T" not in text:
+    if not isinstance(text, str):
+        raise ValueError(f"not a timestamp: {text!r}")
+    return _parse_timestamp(text)
+
+
+@lru_cache(maxsize=65536)
+def _parse_timestamp(text: str) -> datetime:
+    if "T" not in text:
         raise ValueError(f"not a timestamp: {text!r}")
     value = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
     parsed = datetime.fromisoformat(value)

@@ -110,6 +110,11 @@ class SharingPolicy:
     audience_cache: dict[SourceReport, frozenset[str]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: a record's sharing facts (observable type, per source agency / jurisdiction /
+    #: TLP / recipients) -> its audience tags.
+    record_audience_cache: dict[tuple[Any, ...], list[str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,8 +562,26 @@ def audience(
 
 
 def record_audience(policy: SharingPolicy, record: Mapping[str, Any]) -> list[str]:
-    """Union over the record's sources (sightings alone never make a record visible)."""
-    tags: set[str] = set()
-    for source in record.get("sources") or []:
-        tags |= report_audience(policy, _source_report(record, source))
-    return sorted(tags)
+    """Union over the record's sources (sightings alone never make a record visible).
+
+    Memoised per policy on exactly what ``_source_report`` reads of the record and
+    its sources (a correlator asks this for every record it writes).
+    """
+    sources = record.get("sources") or []
+    key = (
+        record.get("observable_type"),
+        tuple(
+            (s.get("agency"), s.get("jurisdiction"), s.get("tlp"), tuple(s.get("recipients") or ()))
+            for s in sources
+        ),
+    )
+    cache = policy.record_audience_cache
+    found = cache.get(key)
+    if found is None:
+        tags: set[str] = set()
+        for source in sources:
+            tags |= report_audience(policy, _source_report(record, source))
+        if len(cache) >= _AUDIENCE_CACHE_SIZE:
+            cache.clear()
+        found = cache[key] = sorted(tags)
+    return list(found)

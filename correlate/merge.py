@@ -27,7 +27,7 @@ Report = dict[str, Any]
 
 def source_report(obj: Mapping[str, Any], provenance: Provenance, observable: Observable) -> Report:
     """The per-source view of one indicator version that a record keeps."""
-    tlp, defaulted = tlp_of(dict(obj))
+    tlp, defaulted = tlp_of(obj)
     return {
         "agency": provenance.agency,
         "jurisdiction": provenance.jurisdiction,
@@ -37,7 +37,7 @@ def source_report(obj: Mapping[str, Any], provenance: Provenance, observable: Ob
         "confidence": obj.get("confidence"),
         "tlp": tlp,
         "tlp_defaulted": defaulted,
-        "recipients": list(red_recipients(dict(obj))),
+        "recipients": list(red_recipients(obj)),
         "valid_from": obj.get("valid_from"),
         "valid_until": obj.get("valid_until"),
         "revoked": bool(obj.get("revoked", False)),
@@ -54,7 +54,7 @@ def source_report(obj: Mapping[str, Any], provenance: Provenance, observable: Ob
 
 def sighting_report(obj: Mapping[str, Any], provenance: Provenance) -> Report:
     """The per-source view of one sighting version."""
-    tlp, _ = tlp_of(dict(obj))
+    tlp, _ = tlp_of(obj)
     return {
         "agency": provenance.agency,
         "jurisdiction": provenance.jurisdiction,
@@ -64,7 +64,7 @@ def sighting_report(obj: Mapping[str, Any], provenance: Provenance) -> Report:
         "first_seen": obj.get("first_seen") or provenance.received_at,
         "last_seen": obj.get("last_seen") or obj.get("first_seen") or provenance.received_at,
         "tlp": tlp,
-        "recipients": list(red_recipients(dict(obj))),
+        "recipients": list(red_recipients(obj)),
         "revoked": bool(obj.get("revoked", False)),
     }
 
@@ -124,31 +124,73 @@ def live_sources(record: Record) -> list[Report]:
 
 
 def summarise(record: Record) -> None:
-    """Recompute the derived, searchable fields of ``record`` from its reports."""
+    """Recompute the derived, searchable fields of ``record`` from its reports.
+
+    One pass over the reports (this runs for every record a correlator writes).
+    """
     sources: list[Report] = record["sources"]
-    sightings = [s for s in record["sightings"] if not s.get("revoked")]
-    live = live_sources(record)
-    shown = live or sources
-    record["agencies"] = sorted({s["agency"] for s in shown} | {s["agency"] for s in sightings})
-    record["jurisdictions"] = sorted(
-        {s["jurisdiction"] for s in shown} | {s["jurisdiction"] for s in sightings}
-    )
-    record["agency_count"] = len({s["agency"] for s in live})
-    # A feed is a source, not a jurisdiction's word: it never makes a report "cross-border".
-    record["jurisdiction_count"] = len(
-        {s["jurisdiction"] for s in live if s.get("source_kind", "agency") == "agency"}
-    )
-    record["stix_ids"] = sorted({s["stix_id"] for s in sources} | {s["stix_id"] for s in sightings})
-    record["tlp"] = most_restrictive([s["tlp"] for s in sources] + [s["tlp"] for s in sightings])
-    record["labels"] = sorted({label for s in live for label in s.get("labels", [])})
-    record["sighted"] = bool(sightings)
-    seen = [s["first_seen"] for s in sources] + [s["first_seen"] for s in sightings]
-    last = [s["last_seen"] for s in sources] + [s["last_seen"] for s in sightings]
-    record["first_seen"] = min(seen) if seen else None
-    record["last_seen"] = max(last) if last else None
-    record["created_day"] = (record["first_seen"] or "")[:10] or None
-    record["last_report_at"] = max((s["last_seen"] for s in live), default=None)
-    record["last_sighting_at"] = max((s["last_seen"] for s in sightings), default=None)
+    live_agencies: set[str] = set()
+    live_jurisdictions: set[str] = set()
+    agency_jurisdictions: set[str] = set()
+    labels: set[str] = set()
+    stix_ids: set[str] = set()
+    tlps: list[Any] = []
+    first_seen: str | None = None
+    last_seen: str | None = None
+    last_report_at: str | None = None
+    for s in sources:
+        stix_ids.add(s["stix_id"])
+        tlps.append(s["tlp"])
+        first, last = s["first_seen"], s["last_seen"]
+        if first_seen is None or first < first_seen:
+            first_seen = first
+        if last_seen is None or last > last_seen:
+            last_seen = last
+        if s.get("revoked"):
+            continue
+        live_agencies.add(s["agency"])
+        live_jurisdictions.add(s["jurisdiction"])
+        # A feed is a source, not a jurisdiction's word: it never makes a report "cross-border".
+        if s.get("source_kind", "agency") == "agency":
+            agency_jurisdictions.add(s["jurisdiction"])
+        labels.update(s.get("labels") or ())
+        if last_report_at is None or last > last_report_at:
+            last_report_at = last
+    if live_agencies:
+        shown_agencies, shown_jurisdictions = set(live_agencies), set(live_jurisdictions)
+    else:
+        shown_agencies = {s["agency"] for s in sources}
+        shown_jurisdictions = {s["jurisdiction"] for s in sources}
+    last_sighting_at: str | None = None
+    sighted = False
+    for s in record["sightings"]:
+        if s.get("revoked"):
+            continue  # a withdrawn sighting counts for nothing
+        stix_ids.add(s["stix_id"])
+        tlps.append(s["tlp"])
+        first, last = s["first_seen"], s["last_seen"]
+        if first_seen is None or first < first_seen:
+            first_seen = first
+        if last_seen is None or last > last_seen:
+            last_seen = last
+        sighted = True
+        shown_agencies.add(s["agency"])
+        shown_jurisdictions.add(s["jurisdiction"])
+        if last_sighting_at is None or last > last_sighting_at:
+            last_sighting_at = last
+    record["agencies"] = sorted(shown_agencies)
+    record["jurisdictions"] = sorted(shown_jurisdictions)
+    record["agency_count"] = len(live_agencies)
+    record["jurisdiction_count"] = len(agency_jurisdictions)
+    record["stix_ids"] = sorted(stix_ids)
+    record["tlp"] = most_restrictive(tlps)
+    record["labels"] = sorted(labels)
+    record["sighted"] = sighted
+    record["first_seen"] = first_seen
+    record["last_seen"] = last_seen
+    record["created_day"] = (first_seen or "")[:10] or None
+    record["last_report_at"] = last_report_at
+    record["last_sighting_at"] = last_sighting_at
 
 
 def change_kinds(
@@ -173,6 +215,21 @@ def change_kinds(
     if any((old < t) != (new < t) for t in score_thresholds):
         kinds.append("score_crossing")
     return kinds or ["updated"]
+
+
+def change_basis(record: Record) -> Record:
+    """What ``change_kinds`` compares of a record before a change (a copy of just that).
+
+    Lets the correlator merge into a record it has just read in place, without a
+    deep copy of every report.
+    """
+    return {
+        "agencies": list(record.get("agencies", [])),
+        "jurisdictions": list(record.get("jurisdictions", [])),
+        "sightings": [{"modified": s.get("modified")} for s in record.get("sightings", [])],
+        "state": record.get("state"),
+        "score": record.get("score"),
+    }
 
 
 def copy_record(record: Record) -> Record:

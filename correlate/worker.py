@@ -319,8 +319,9 @@ class Correlator:
             changes: dict[str, dict[str, Any]] = {}
             for key in sorted(pending):
                 stored = existing.get(key)
-                before = stored.doc if stored else None
-                record = merge.copy_record(before) if before else None
+                # ``stored.doc`` was just read (store or LRU): merged into in place.
+                record = stored.doc if stored else None
+                before = merge.change_basis(record) if record is not None else None
                 if record is None:
                     observable = work.observables.get(key)
                     if observable is None:
