@@ -143,6 +143,9 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "agency": "keyword",
         "request_timestamp": "keyword",
     },
+    names.INDEX_CHANGE_OUTBOX: {
+        "at": "keyword",
+    },
     names.INDEX_FEED_CURSORS: {
         "feed": "keyword",
         "kind": "keyword",

@@ -18,6 +18,7 @@ INDEX_FEED_CURSORS = "threatbay-feed-cursors"
 INDEX_ALERT_EVENTS = "threatbay-alert-events"
 INDEX_DELIVERIES = "threatbay-deliveries"
 INDEX_WEBHOOKS = "threatbay-webhooks"
+INDEX_CHANGE_OUTBOX = "threatbay-change-outbox"
 
 GROUP_CORRELATOR = "threatbay-correlator"
 GROUP_ALERTER = "threatbay-alerter"

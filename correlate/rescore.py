@@ -41,7 +41,8 @@ from core import names
 from core.clock import Clock, format_timestamp
 from core.errors import BusUnavailable, StoreUnavailable
 from core.ports import Bus, Filter, Missing, Put, Query, Range, Sort, Store, Term
-from correlate import merge
+from correlate import merge, outbox
+from correlate.outbox import change_messages
 from correlate.score import (
     SCORE_THRESHOLDS,
     AgencyProfile,
@@ -49,7 +50,6 @@ from correlate.score import (
     apply_decay,
     liveness_changed,
 )
-from correlate.worker import change_messages
 
 log = logging.getLogger("threatbay.rescore")
 
@@ -201,6 +201,7 @@ class Rescorer:
                 }  # fmt: skip
         if not puts:
             return result
+        notes = [outbox.note(self.store, list(changes.values()), now)] if changes else []
         outcomes = self.store.put_many(names.INDEX_INDICATORS, puts)
         failed = [r.key for r in outcomes if not r.ok and not r.conflict]
         conflicted = {r.key for r in outcomes if r.conflict}
@@ -212,4 +213,5 @@ class Rescorer:
         if announced:
             self.bus.publish(names.TOPIC_CHANGES, change_messages(announced))
             result.crossings = len(announced)
+        outbox.published(self.store, notes)
         return result

@@ -33,7 +33,7 @@ from core.observables import observables
 from core.policy import SharingPolicy, record_audience
 from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Stored, Version
 from core.provenance import Provenance
-from correlate import merge
+from correlate import merge, outbox
 from correlate.objects import (
     note_references,
     object_key,
@@ -42,6 +42,7 @@ from correlate.objects import (
     version_of,
     versions_of,
 )
+from correlate.outbox import change_messages
 from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
 
 log = logging.getLogger("threatbay.correlate")
@@ -57,6 +58,8 @@ class BatchResult:
     dead_lettered: int = 0
     conflicts: int = 0
     changes: list[dict[str, Any]] = field(default_factory=list)
+    #: change-outbox notes of this batch's writes, removed once the changes are published
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +127,7 @@ class Correlator:
         self.scorer = scorer
         self.sharing = sharing
         self.recent = RecentRecords()
+        self._next_sweep = 0.0  # monotonic time of the next change-outbox sweep
         # One long-lived thread (not one per batch: every new thread would open its own
         # store connection on the embedded backend).
         self._objects_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="objects")
@@ -139,6 +143,9 @@ class Correlator:
 
     def step(self, consumer: Consumer, max_records: int = 200, timeout_s: float = 0.5) -> int:
         """Process one polled batch; commit only after the store acknowledged it."""
+        if time.monotonic() >= self._next_sweep:
+            outbox.announce_pending(self.store, self.bus, self.clock.now())
+            self._next_sweep = time.monotonic() + outbox.SWEEP_INTERVAL_S
         messages = consumer.poll(max_records=max_records, timeout_s=timeout_s)
         if not messages:
             return 0
@@ -216,6 +223,7 @@ class Correlator:
                 self._write_records(late, result)
         if result.changes:
             self.bus.publish(names.TOPIC_CHANGES, change_messages(result.changes))
+        outbox.published(self.store, result.notes)
         return result
 
     def _indicator(self, work: _Work, item: Accepted) -> None:
@@ -349,6 +357,9 @@ class Correlator:
                 }
             if not puts:
                 return
+            # Noted before the write: a retried batch finds its reports merged already and
+            # would announce nothing (correlate/outbox.py).
+            result.notes.append(outbox.note(self.store, list(changes.values()), now))
             results = self.store.put_many(names.INDEX_INDICATORS, puts)
             for put, outcome in zip(puts, results, strict=True):
                 if outcome.ok and outcome.version is not None:
@@ -366,22 +377,6 @@ class Correlator:
             if pending:
                 time.sleep(0.005)
         raise StoreUnavailable(f"gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
-
-
-def change_messages(changes: list[dict[str, Any]], per_message: int = 200) -> list[Outgoing]:
-    """Record changes for the alert engine, several per message, per-record order kept.
-
-    Grouped by the bucket of the record key (as ``core.envelope`` does for
-    objects), so every change of one record lands in the same partition.
-    """
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for change in changes:
-        groups.setdefault(envelope.bucket_of(change["key"]), []).append(change)
-    return [
-        Outgoing(key=bucket, value=orjson.dumps({"changes": items[i : i + per_message]}))
-        for bucket, items in groups.items()
-        for i in range(0, len(items), per_message)
-    ]
 
 
 def reference_of(
