@@ -7,6 +7,10 @@ pre-serialised ``_bulk`` bodies from ``--senders`` threads (no Python work per
 document while the clock runs: the cheapest client there is). Elasticsearch's
 own cost then bounds what any correlator can reach on this machine.
 
+It also times the pure Python every indicator needs whatever the I/O
+(decode, observables, merge, score, audience, the two documents serialised),
+one core, no store: the floor of the correlator's own CPU.
+
 Write sets, cumulative:
   records  — one write per indicator on its record (new records created, the
              duplicates' records re-indexed), as the correlator does
@@ -76,6 +80,54 @@ def documents(n: int, duplicates: float) -> dict[str, list[tuple[str, dict[str, 
     return out
 
 
+def python_floor(n: int, duplicates: float) -> dict[str, float]:
+    """Seconds per indicator of each pure step the correlator takes, on one core."""
+    from core.clock import SystemClock, format_timestamp
+    from core.observables import observables
+    from core.policy import record_audience
+    from correlate import merge
+    from correlate.objects import default_sharing, new_document
+    from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
+    from threatbay.wiring import shared_warninglists
+
+    sharing, scorer = default_sharing(), Scorer(shared_warninglists())
+    now = SystemClock().now()
+    at = format_timestamp(now)
+    messages = envelope.encode(workload(n, duplicates))
+    steps: dict[str, float] = {}
+    timer = time.process_time
+    t0 = timer()
+    accepted = [a for m in messages for a in envelope.decode(m.value)]
+    steps["decode"] = timer() - t0
+    t0 = timer()
+    found = [observables(a.obj["pattern"])[0] for a in accepted]
+    steps["observables"] = timer() - t0
+    t0 = timer()
+    reports = [
+        merge.source_report(a.obj, a.provenance, o) for a, o in zip(accepted, found, strict=True)
+    ]
+    steps["source report"] = timer() - t0
+    records: dict[str, dict[str, Any]] = {}
+    t0 = timer()
+    for observable, report in zip(found, reports, strict=True):
+        record = records.get(observable.key)
+        before = merge.change_basis(record) if record is not None else None
+        if record is None:
+            record = records[observable.key] = merge.new_record(observable)
+        merge.apply_report(record, report)
+        merge.summarise(record)
+        scorer.apply(record, lambda _: AgencyProfile("B", 50), now)
+        record["audience"] = record_audience(sharing, record)
+        merge.change_kinds(before, record, SCORE_THRESHOLDS)
+        orjson.dumps(record)
+    steps["merge + score + audience + serialise record"] = timer() - t0
+    t0 = timer()
+    for item in accepted:
+        orjson.dumps(new_document(item, at, sharing))
+    steps["object document + serialise"] = timer() - t0
+    return {k: v / n for k, v in steps.items()}
+
+
 def bodies(index: str, docs: list[tuple[str, dict[str, Any]]], per_request: int) -> list[bytes]:
     out: list[bytes] = []
     for start in range(0, len(docs), per_request):
@@ -124,6 +176,11 @@ def main() -> None:
     parser.add_argument("--per-request", type=int, default=1000)
     args = parser.parse_args()
 
+    steps = python_floor(args.n, args.duplicates)
+    python_us = sum(steps.values()) * 1e6
+    for step, seconds in steps.items():
+        print(f"python floor {step:>45}: {seconds * 1e6:6.1f} us per indicator")
+    print(f"python floor {'total (one core, no I/O)':>45}: {python_us:6.1f} us per indicator")
     docs = documents(args.n, args.duplicates)
     records = docs[names.INDEX_INDICATORS]
     objects = docs[names.INDEX_OBJECTS]
@@ -168,6 +225,10 @@ def main() -> None:
               f"ES {es / args.n * 1e6:,.0f} us CPU per indicator "
               f"({es / writes * 1e6:,.0f} per write); "
               f"machine {busy / (wall * cores):.0%} busy")  # fmt: skip
+        per = es / args.n * 1e6 + python_us
+        print(f"{'':>24}at 10,000 indicators/s: ES {es / args.n * 1e6 / 100:.2f} cores + "
+              f"Python floor {python_us / 100:.2f} cores = {per / 100:.2f} of {cores} cores "
+              f"(Kafka not counted)")  # fmt: skip
         store.drop_indices()
         store.close()
 
