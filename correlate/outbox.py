@@ -10,7 +10,8 @@ once they are published. ``announce_pending`` — run by every correlator at
 start and then every ``SWEEP_INTERVAL_S`` — publishes the notes older than a
 grace period (a live worker publishes its own within a second) with the records
 as they are now, then removes them. A change may thus be announced twice, never
-not at all; the alert engine treats a repeat as a refresh.
+not at all; the alert engine recognises an identical repeat as a replay, and
+one with a newer record updates the open alert of its dedup key.
 """
 
 from __future__ import annotations
