@@ -149,7 +149,7 @@ def test_replaying_the_raw_topic_from_offset_zero_changes_nothing(backends: Serv
 
     assert drain(backends, from_beginning=False) == 10
     records = dump(backends, names.INDEX_INDICATORS)
-    objects = dump(backends, names.INDEX_OBJECTS)
+    stored_objects = dump(backends, names.INDEX_OBJECTS)
     by_key = {k: orjson.loads(v) for k, v in records}
     c2_record = by_key["domain-name|value|replay-c2.example.net"]
     assert c2_record["agencies"] == ["gd-cac", "hk-govcert"]
@@ -161,7 +161,7 @@ def test_replaying_the_raw_topic_from_offset_zero_changes_nothing(backends: Serv
 
     assert drain(backends, from_beginning=True) == 10  # every object read again
     assert dump(backends, names.INDEX_INDICATORS) == records
-    assert dump(backends, names.INDEX_OBJECTS) == objects
+    assert dump(backends, names.INDEX_OBJECTS) == stored_objects
 
 
 def push_each_and_correlate(backends: Services, *pushes: list[dict[str, Any]]) -> list[int]:

@@ -90,7 +90,7 @@ def test_push_pull_page_version_delete_round_trip(
     inbox.delete_object(sid)
     with pytest.raises(requests.HTTPError) as gone:
         shared.get_object(sid)
-    assert gone.value.response.status_code == 404
+    assert gone.value.response is not None and gone.value.response.status_code == 404
     with pytest.raises(AccessError):  # shared collections are read-only for the client too
         shared.add_objects(stix.bundle(stix.indicator(5)))
 

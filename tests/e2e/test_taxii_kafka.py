@@ -55,7 +55,7 @@ def test_push_to_kafka_and_pull_back(
     assert status["success_count"] == 199 and status["failures"][0]["id"] == objects[17]["id"]
 
     consumer = services.bus.consumer(TOPIC_RAW, "taxii-test", from_beginning=True)
-    accepted = []
+    accepted: list[envelope.Accepted] = []
     deadline = time.monotonic() + 60
     while len(accepted) < 199 and time.monotonic() < deadline:
         for message in consumer.poll(max_records=500, timeout_s=1.0):

@@ -232,7 +232,7 @@ def near_simple(rng: random.Random) -> str:
 def main() -> None:
     rng = random.Random(SEED)
     seen: set[str] = set()
-    lines = []
+    lines: list[str] = []
     while len(lines) < COUNT:
         p = pattern(rng) if rng.random() < 0.5 else near_simple(rng)
         if p in seen:
