@@ -121,6 +121,28 @@ def real_backends(
         svc.close()
 
 
+@contextmanager
+def embedded_or_real(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    clock: FakeClock,
+    name: str,
+    refresh_interval: str = "1s",
+) -> Iterator[Services]:
+    """The embedded backends when ``request.param`` is ``"embedded"``, else ``real_backends``."""
+    if request.param == "embedded":
+        svc = build(Settings(data_dir=tmp_path), clock=clock)
+        try:
+            yield svc
+        finally:
+            svc.close()
+        return
+    kafka = request.getfixturevalue("kafka_bootstrap")
+    es = request.getfixturevalue("es_url")
+    with real_backends(tmp_path, clock, kafka, es, name, refresh_interval) as svc:
+        yield svc
+
+
 @pytest.fixture
 def keys(services: Services) -> dict[str, Key]:
     registry = AgencyRegistry(services.store, services.clock)

@@ -26,10 +26,9 @@ from core.errors import BusUnavailable
 from core.observables import observables
 from core.ports import Bus, Outgoing
 from core.provenance import Provenance
-from core.settings import Settings
 from correlate import outbox
-from tests.e2e.conftest import indicator, real_backends
-from threatbay.bootstrap import Services, build
+from tests.e2e.conftest import embedded_or_real, indicator
+from threatbay.bootstrap import Services
 from threatbay.stages import correlator_for
 
 PATTERNS = ["[domain-name:value = 'outbox-one.example']", "[ipv4-addr:value = '203.0.113.77']"]
@@ -57,14 +56,7 @@ class ChangesRefusedOnce:
 def backends(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Services]:
-    if request.param == "embedded":
-        svc = build(Settings(data_dir=tmp_path), clock=clock)
-        yield svc
-        svc.close()
-        return
-    kafka = request.getfixturevalue("kafka_bootstrap")
-    es = request.getfixturevalue("es_url")
-    with real_backends(tmp_path, clock, kafka, es, "outbox") as svc:
+    with embedded_or_real(request, tmp_path, clock, "outbox") as svc:
         yield svc
 
 

@@ -23,9 +23,8 @@ from api.registry import AgencyRegistry
 from core import names
 from core.clock import FakeClock
 from core.ports import Query
-from core.settings import Settings
-from tests.e2e.conftest import AGENCIES, TLP_GREEN, Key, indicator, real_backends
-from threatbay.bootstrap import Services, build
+from tests.e2e.conftest import AGENCIES, TLP_GREEN, Key, embedded_or_real, indicator
+from threatbay.bootstrap import Services
 from threatbay.stages import correlator_for
 
 
@@ -33,14 +32,7 @@ from threatbay.stages import correlator_for
 def backends(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Services]:
-    if request.param == "embedded":
-        svc = build(Settings(data_dir=tmp_path), clock=clock)
-        yield svc
-        svc.close()
-        return
-    kafka = request.getfixturevalue("kafka_bootstrap")
-    es = request.getfixturevalue("es_url")
-    with real_backends(tmp_path, clock, kafka, es, "replay", refresh_interval="30s") as svc:
+    with embedded_or_real(request, tmp_path, clock, "replay", refresh_interval="30s") as svc:
         yield svc
 
 
