@@ -174,6 +174,7 @@ def main() -> None:
     parser.add_argument("--store", default="http://127.0.0.1:9200")
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--per-request", type=int, default=1000)
+    parser.add_argument("--refresh", default="1s", help="refresh_interval of the indices")
     args = parser.parse_args()
 
     steps = python_floor(args.n, args.duplicates)
@@ -210,7 +211,9 @@ def main() -> None:
         ),  # fmt: skip
     ):
         prefix = f"floor{uuid.uuid4().hex[:8]}-"
-        store = ElasticsearchStore(args.store, ElasticsearchSettings(), prefix=prefix)
+        store = ElasticsearchStore(
+            args.store, ElasticsearchSettings(refresh_interval=args.refresh), prefix=prefix
+        )
         for index, _ in sets:
             store._ensure_index(index)  # the real mappings (dynamic: false)
         # Interleave the indices' requests as the correlator does.
