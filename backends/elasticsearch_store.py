@@ -349,10 +349,20 @@ class ElasticsearchStore:
         self._call("refresh", lambda: self._es.indices.refresh(index=name))
 
     def drop_indices(self) -> None:
-        """Delete every index this store created under its prefix (tests and benches only)."""
+        """Delete every index under this store's prefix (tests and benches only).
+
+        Also those another process created under the same prefix (a bench's
+        correlator children write the object-versions index its parent never
+        touches). Listed by wildcard, deleted by name: Elasticsearch refuses
+        wildcard deletes by default (``action.destructive_requires_name``).
+        """
         if not self._prefix:
             raise ValueError("refusing to drop unprefixed (production) indices")
-        names = [self._name(i) for i in sorted(self._ready)]
+        listed = self._call(
+            "list indices",
+            lambda: self._es.indices.get(index=f"{self._prefix}*", expand_wildcards="all"),
+        )
+        names = sorted({self._name(i) for i in self._ready} | set(listed))
         if names:
             self._call(
                 "drop",

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import orjson
 import pytest
 
@@ -480,3 +481,19 @@ def test_an_unreachable_store_raises_store_unavailable(backend: str, tmp_path: P
                 f"http://127.0.0.1:{port}", ElasticsearchSettings(request_timeout_s=3)
             )
         store.put_many(IND, [Put(key="k1", doc=_indicator(1))])
+
+
+def test_drop_indices_drops_what_another_process_created_under_the_prefix(es_url: str) -> None:
+    """A bench's correlator children write indices its parent never touched (ES only)."""
+    from backends.elasticsearch_store import ElasticsearchStore
+
+    prefix = f"tb-drop-{uuid.uuid4().hex[:10]}-"
+    parent = ElasticsearchStore(es_url, ElasticsearchSettings(), prefix=prefix)
+    child = ElasticsearchStore(es_url, ElasticsearchSettings(), prefix=prefix)
+    [written] = child.put_many(names.INDEX_OBJECT_VERSIONS, [Put("k", {"kind": "versions"})])
+    assert written.ok
+    child.close()
+    parent.drop_indices()
+    left = httpx.get(f"{es_url}/_cat/indices/{prefix}*?format=json", timeout=10).json()
+    parent.close()
+    assert left == []
