@@ -308,12 +308,18 @@ class ElasticsearchStore:
                 sort=sort,
                 size=limit + 1,
                 track_total_hits=False,
+                seq_no_primary_term=query.versions,
                 **extra,
             ),
         )
         raw = resp["hits"]["hits"]
         hits = [
-            Hit(key=h["_id"], doc=self._strip(dict(h["_source"])), cursor=tuple(h["sort"]))
+            Hit(
+                key=h["_id"],
+                doc=self._strip(dict(h["_source"])),
+                cursor=tuple(h["sort"]),
+                version=(int(h["_seq_no"]), int(h["_primary_term"])) if query.versions else None,
+            )
             for h in raw[:limit]
         ]
         return Page(hits=hits, more=len(raw) > limit)

@@ -349,7 +349,7 @@ class EmbeddedStore:
                 [f"{e} {s.order.upper()}" for e, s in zip(sort_exprs, query.sort, strict=True)]
                 + ["key ASC"]
             )
-            select = ", ".join(["key", "doc", *sort_exprs])
+            select = ", ".join(["key", "doc", "seq", *sort_exprs])
             where = " AND ".join(clauses)
             limit = max(0, query.limit)
             rows = conn.execute(
@@ -359,7 +359,12 @@ class EmbeddedStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
         hits = [
-            Hit(key=row[0], doc=orjson.loads(row[1]), cursor=(*row[2:], row[0]))
+            Hit(
+                key=row[0],
+                doc=orjson.loads(row[1]),
+                cursor=(*row[3:], row[0]),
+                version=(int(row[2]), 0) if query.versions else None,
+            )
             for row in rows[:limit]
         ]
         return Page(hits=hits, more=len(rows) > limit)

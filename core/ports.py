@@ -152,13 +152,17 @@ class Sort:
 class Query:
     """All ``filters`` AND-ed; results sorted by ``sort`` then by key.
 
-    ``after`` is the ``cursor`` of the last hit of the previous page.
+    ``after`` is the ``cursor`` of the last hit of the previous page. With
+    ``versions`` every hit carries its document's version, so a conditional
+    write can follow without reading it again (it may be one refresh behind on
+    Elasticsearch: such a write comes back as a conflict).
     """
 
     filters: tuple[Filter, ...] = ()
     sort: tuple[Sort, ...] = ()
     limit: int = 100
     after: tuple[Any, ...] | None = None
+    versions: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,7 @@ class Hit:
     key: str
     doc: dict[str, Any]
     cursor: tuple[Any, ...]
+    version: Version | None = None  # set when the query asked for ``versions``
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from typing import Any
 from core import names
 from core.clock import Clock, format_timestamp
 from core.errors import BusUnavailable, StoreUnavailable
-from core.ports import Bus, Filter, Missing, Put, Query, Range, Sort, Store, Term
+from core.ports import Bus, Filter, Hit, Missing, Put, Query, Range, Sort, Store, Stored, Term
 from correlate import merge, outbox
 from correlate.outbox import change_messages
 from correlate.score import (
@@ -50,6 +50,9 @@ from correlate.score import (
     apply_decay,
     liveness_changed,
 )
+
+#: What a re-score changes; a record whose three are unchanged is not written.
+_RESCORED = ("score", "state", "next_rescore_at")
 
 log = logging.getLogger("threatbay.rescore")
 
@@ -150,10 +153,11 @@ class Rescorer:
                         sort=sort,
                         limit=self.page_size,
                         after=after,
+                        versions=True,
                     ),
                 )
                 if page.hits:
-                    total.add(self.rescore_keys([h.key for h in page.hits], now))
+                    total.add(self.rescore([_stored(h) for h in page.hits], now))
                 if not page.more:
                     break
                 after = page.hits[-1].cursor
@@ -163,21 +167,26 @@ class Rescorer:
                     pause.wait(read / self.max_rate - (time.monotonic() - started))
         return total
 
-    def rescore_keys(self, keys: list[str], now: datetime) -> RescoreResult:
-        """Re-read ``keys`` by key, re-score those still due, write, announce crossings."""
+    def rescore(self, page: list[Stored], now: datetime) -> RescoreResult:
+        """Re-score the records of one search page still due, write, announce crossings.
+
+        The page's documents and versions come with the search (no second read):
+        on Elasticsearch one may be a refresh behind, and its write then comes back
+        as a conflict and is skipped, as for a record the correlator wrote meanwhile.
+        """
         result = RescoreResult(pages=1)
-        stored = self.store.get_many(names.INDEX_INDICATORS, keys)
         puts: list[Put] = []
         changes: dict[str, dict[str, Any]] = {}
         at = format_timestamp(now)
-        for key in keys:
-            current = stored.get(key)
-            if current is None or not is_due(current.doc, now):
+        for current in page:
+            key = current.key
+            if not is_due(current.doc, now):
                 result.skipped += 1
                 continue
             result.due += 1
-            before = current.doc
-            record = merge.copy_record(before)
+            record = current.doc  # this page's own copy: re-scored in place
+            before = merge.change_basis(record)
+            was = [record.get(f) for f in _RESCORED]
             try:
                 if liveness_changed(record, now):
                     self.scorer.apply(record, self.agency_profile, now)
@@ -190,7 +199,7 @@ class Rescorer:
                 log.error("re-score: cannot re-score %s: %r", key, exc)
                 result.skipped += 1
                 continue
-            if all(record.get(f) == before.get(f) for f in ("score", "state", "next_rescore_at")):
+            if [record.get(f) for f in _RESCORED] == was:
                 result.skipped += 1
                 continue
             puts.append(Put(key=key, doc=record, expected=current.version))
@@ -215,3 +224,9 @@ class Rescorer:
             result.crossings = len(announced)
         outbox.published(self.store, notes)
         return result
+
+
+def _stored(hit: Hit) -> Stored:
+    if hit.version is None:  # an adapter that ignores ``Query.versions``
+        raise RuntimeError(f"the store returned {hit.key} without the version asked for")
+    return Stored(hit.key, hit.doc, hit.version)

@@ -106,6 +106,21 @@ def test_create_then_get_returns_the_document_and_version(store: Store) -> None:
     assert store.get(IND, "absent") is None
 
 
+def test_search_hits_carry_their_version_when_asked(store: Store) -> None:
+    [v1] = store.put_many(IND, [Put(key="k1", doc=_indicator(1))])
+    [v2] = store.put_many(IND, [Put(key="k1", doc=_indicator(1, score=9.5), expected=v1.version)])
+    store.refresh(IND)
+    [plain] = store.search(IND, Query()).hits
+    assert plain.version is None
+    [hit] = store.search(IND, Query(versions=True)).hits
+    assert hit.version == v2.version and hit.doc["score"] == 9.5
+    # A conditional write straight from the hit: accepted, and the hit's version is then stale.
+    [v3] = store.put_many(IND, [Put(key="k1", doc=_indicator(1, score=1.0), expected=hit.version)])
+    assert v3.ok
+    [stale] = store.put_many(IND, [Put(key="k1", doc=_indicator(1), expected=hit.version)])
+    assert stale.conflict and not stale.ok
+
+
 def test_create_of_an_existing_key_is_a_conflict(store: Store) -> None:
     store.put_many(IND, [Put(key="k1", doc=_indicator(1))])
     [again] = store.put_many(IND, [Put(key="k1", doc=_indicator(2))])

@@ -7,7 +7,7 @@ time passes -> re-score -> the API's score sort and filters see the decayed scor
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from core import names
 from core.clock import FakeClock
-from core.ports import Consumer, Store, Stored
+from core.ports import Consumer, Page, Query, Store
 from correlate.rescore import Rescorer
 from tests.e2e.conftest import Key, indicator
 from threatbay.bootstrap import Services
@@ -150,9 +150,9 @@ class RacingStore:
         self._store = store
         self._race: Callable[[], None] | None = race
 
-    def get_many(self, index: str, keys: Sequence[str]) -> dict[str, Stored]:
-        found = self._store.get_many(index, keys)
-        if self._race is not None and index == names.INDEX_INDICATORS:
+    def search(self, index: str, query: Query) -> Page:
+        found = self._store.search(index, query)  # the job reads records with their versions
+        if self._race is not None and index == names.INDEX_INDICATORS and found.hits:
             race, self._race = self._race, None
             race()
         return found
