@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
 from core.markings import most_restrictive, red_recipients, tlp_of
 from core.observables import Observable
 from core.provenance import Provenance
@@ -230,9 +228,3 @@ def change_basis(record: Record) -> Record:
         "state": record.get("state"),
         "score": record.get("score"),
     }
-
-
-def copy_record(record: Record) -> Record:
-    """A deep copy (JSON round trip: records are JSON by construction, and it is ~5x deepcopy)."""
-    copied: Record = orjson.loads(orjson.dumps(record))
-    return copied

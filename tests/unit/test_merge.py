@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from core.observables import observables
@@ -113,7 +114,7 @@ def test_two_jurisdictions_corroborate_and_tlp_is_most_restrictive() -> None:
 def test_change_kinds_name_what_matters_to_alerting() -> None:
     first = merged((indicator("2026-01-01T00:00:00.000Z"), prov("hk-govcert", "HK")))
     assert merge.change_kinds(None, first, [50.0]) == ["new_record"]
-    second = merge.copy_record(first)
+    second = copy.deepcopy(first)
     obj = indicator(
         "2026-01-01T00:00:00.000Z", stix_id="indicator--33333333-3333-4333-8333-333333333333"
     )
