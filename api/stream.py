@@ -10,14 +10,15 @@ idle so proxies keep the connection open.
 
 Writers in other processes may commit an event slightly after a later-numbered
 one; the poll therefore re-reads a short ``lag`` window behind the newest
-event sent and skips ids it already sent.
+event sent, page after page (a burst can hold more events than one page), and
+skips ids it already sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
@@ -45,17 +46,33 @@ def format_sse(event_id: str, kind: str, data: dict[str, Any]) -> bytes:
     )
 
 
-def events_after(store: Store, after_seq: int, limit: int = 500) -> list[dict[str, Any]]:
-    """Alert events with a stream sequence above ``after_seq``, in order."""
-    page = store.search(
-        names.INDEX_ALERT_EVENTS,
-        StoreQuery(
-            filters=(Range("stream_seq", gt=after_seq),),
-            sort=(Sort("stream_seq"), Sort("id")),
-            limit=limit,
-        ),
-    )
-    return [h.doc for h in page.hits]
+def unsent_events(
+    store: Store,
+    after_seq: int,
+    is_new: Callable[[dict[str, Any]], bool],
+    *,
+    page_size: int = 500,
+) -> list[dict[str, Any]]:
+    """Alert events above ``after_seq`` that ``is_new`` accepts, in stream order.
+
+    Pages on past events already sent; stops after the first page that holds
+    new ones (the caller polls again for the rest).
+    """
+    after: tuple[Any, ...] | None = None
+    while True:
+        page = store.search(
+            names.INDEX_ALERT_EVENTS,
+            StoreQuery(
+                filters=(Range("stream_seq", gt=after_seq),),
+                sort=(Sort("stream_seq"), Sort("id")),
+                limit=page_size,
+                after=after,
+            ),
+        )
+        fresh = [h.doc for h in page.hits if is_new(h.doc)]
+        if fresh or not page.more:
+            return fresh
+        after = page.hits[-1].cursor
 
 
 async def alert_stream(
@@ -75,7 +92,7 @@ async def alert_stream(
     # A fresh connection starts after the newest event; a resumed one after its id.
     floor = resumed if resumed is not None else await asyncio.to_thread(_latest_seq, store)
     high = floor
-    sent: OrderedDict[str, None] = OrderedDict()
+    sent: OrderedDict[str, int] = OrderedDict()  # id -> stream_seq, in the order sent
     idle = 0.0
     emitted = 0
     yield b": connected\nretry: 2000\n\n"
@@ -85,14 +102,11 @@ async def alert_stream(
         if stop_at is not None and loop.time() >= stop_at:
             return
         since = max(high - LAG_US, floor)
-        batch = await asyncio.to_thread(events_after, store, since)
-        fresh = [
-            e
-            for e in batch
-            if e["id"] not in sent
-            and e["stream_seq"] > floor
-            and (last_event_id is None or e["id"] != last_event_id)
-        ]
+
+        def is_new(event: dict[str, Any]) -> bool:
+            return event["id"] not in sent and event["id"] != last_event_id
+
+        fresh = await asyncio.to_thread(unsent_events, store, since, is_new)
         alerts = (
             await asyncio.to_thread(
                 store.get_many, names.INDEX_ALERTS, sorted({e["alert_id"] for e in fresh})
@@ -101,7 +115,7 @@ async def alert_stream(
             else {}
         )
         for event in fresh:
-            sent[event["id"]] = None
+            sent[event["id"]] = int(event["stream_seq"])
             high = max(high, int(event["stream_seq"]))
             stored = alerts.get(event["alert_id"])
             view = (
@@ -119,7 +133,8 @@ async def alert_stream(
             idle = 0.0
             if max_events is not None and emitted >= max_events:
                 return
-        while len(sent) > 10_000:
+        # Ids at or below the window are never read again: forget them.
+        while sent and next(iter(sent.values())) <= high - LAG_US:
             sent.popitem(last=False)
         if not fresh:
             idle += poll_s

@@ -40,7 +40,7 @@ from core.webhook_signing import (
     ReplayGuard,
     verify,
 )
-from correlate.alerter import AlertBook, AlertEngine, escalation_tick
+from correlate.alerter import AlertBook, AlertEngine, escalation_tick, event_doc, event_id
 from correlate.objects import default_sharing
 from correlate.rules import load_ruleset
 from correlate.worker import Correlator
@@ -730,3 +730,48 @@ def test_the_agency_filter_never_matches_an_agency_hidden_from_the_reader(
     assert "gd-cac" not in seen["agencies"]
     # Filtering on the agency it cannot see must not reveal that agency is in the alert.
     assert listed(keys["mo"], "gd-cac") == []
+
+
+def test_a_burst_of_events_larger_than_a_page_reaches_the_stream_whole(
+    platform: Platform, keys: dict[str, Key]
+) -> None:
+    """More events within the stream's re-read window than one store page holds.
+
+    A re-score pass or a campaign can open and notify hundreds of alerts in a
+    second; the stream must page past what it already sent instead of
+    re-reading the same first page.
+    """
+    p = platform
+    push(p.client, keys["hk"], [indicator(21, pattern="[ipv4-addr:value = '203.0.113.77']")])
+    push(p.client, keys["gd"], [indicator(22, pattern="[ipv4-addr:value = '203.0.113.77']")])
+    p.correlate()
+    p.alert()
+    [hit] = p.services.store.search(names.INDEX_ALERTS, Query(limit=5)).hits
+    alert = hit.doc
+    before = p.services.store.search(names.INDEX_ALERT_EVENTS, Query(limit=100)).hits
+    start = max(h.doc["stream_seq"] for h in before) + 1
+    burst = 1200  # within 1.2 ms of stream sequence, 2.4 store pages
+    entries = [
+        {
+            "event_id": event_id(start + i, alert["id"], 1000 + i),
+            "stream_seq": start + i,
+            "type": "updated",
+            "at": alert["updated"],
+            "note": f"burst {i}",
+        }
+        for i in range(burst)
+    ]
+    puts = [Put(e["event_id"], event_doc(alert, e)) for e in entries]
+    assert all(r.ok for r in p.services.store.put_many(names.INDEX_ALERT_EVENTS, puts))
+    p.services.store.refresh(names.INDEX_ALERT_EVENTS)
+
+    total = len(before) + burst
+    r = p.client.get(
+        "/api/v1/stream",
+        params={"max_events": total, "max_seconds": 30},
+        headers=auth(keys["hk"]) | {"Last-Event-ID": "0"},
+    )
+    ids = [f["id"] for f in sse_frames(r.text)]
+    assert len(ids) == total
+    assert ids == sorted(set(ids))
+    assert ids[-burst:] == [e["event_id"] for e in entries]
