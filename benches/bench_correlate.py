@@ -144,9 +144,17 @@ def run_workers(
     cmd = [sys.executable, __file__, "--child", "--group", group, "--namespace", namespace,
            "--data-dir", str(data_dir), "--bus", args.bus, "--store", args.store,
            "--max-messages", str(args.max_messages)]  # fmt: skip
+    return drive_workers(cmd, args.workers, args.n, args.store)
+
+
+def drive_workers(
+    cmd: list[str], workers: int, n: int, store: str
+) -> tuple[int, float, float, tuple[float, float, float]]:
+    """Start ``workers`` processes of ``cmd`` (each says ``ready``, waits for ``go``, prints
+    ``batch`` lines) and run them until ``n`` objects are done; see ``run_workers``."""
     procs = [
         subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for _ in range(args.workers)
+        for _ in range(workers)
     ]
     lines: queue.Queue[str] = queue.Queue()
     for proc in procs:
@@ -154,19 +162,19 @@ def run_workers(
         if proc.stdout.readline().strip() != "ready":
             sys.exit("a worker failed to start")
         threading.Thread(target=_forward, args=(proc.stdout, lines), daemon=True).start()
-    t_go, busy0, es0 = time.time(), machine_busy_s(), es_cpu_s(args.store)
+    t_go, busy0, es0 = time.time(), machine_busy_s(), es_cpu_s(store)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
     done, first, last, cpu = 0, float("inf"), 0.0, 0.0
-    while done < args.n:
+    while done < n:
         parts = lines.get(timeout=600).split()
         if parts and parts[0] == "batch":
             done += int(parts[1])
             first, last = min(first, float(parts[2])), max(last, float(parts[3]))
             cpu += float(parts[4])
-    usage = (time.time() - t_go, machine_busy_s() - busy0, es_cpu_s(args.store) - es0)
+    usage = (time.time() - t_go, machine_busy_s() - busy0, es_cpu_s(store) - es0)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("stop\n")

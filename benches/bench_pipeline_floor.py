@@ -34,7 +34,6 @@ import argparse
 import http.client
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from bench_correlate import es_cpu_s, machine_busy_s, workload  # benches/ is sys.path[0]
+from bench_correlate import drive_workers, workload  # benches/ is sys.path[0]
 from bench_es_floor import documents
 
 from backends.elasticsearch_store import KEY_FIELD, ElasticsearchStore
@@ -160,50 +159,10 @@ def run(args: argparse.Namespace, plan_file: Path, namespace: str, data_dir: Pat
            "--store", args.store, "--client", args.client, *(["--reads"] * args.reads),
            *(["--changes"] * args.changes),
            "--max-messages", str(args.max_messages)]  # fmt: skip
-    procs = [
-        subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for _ in range(args.workers)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            sys.exit("a worker failed to start")
-    t_go, busy0, es0 = time.time(), machine_busy_s(), es_cpu_s(args.store)
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    done, first, last, cpu = 0, float("inf"), 0.0, 0.0
-    lock = threading.Lock()
-
-    def collect(proc: subprocess.Popen[str]) -> None:
-        nonlocal done, first, last, cpu
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            parts = line.split()
-            if parts and parts[0] == "batch":
-                with lock:
-                    done += int(parts[1])
-                    first, last = min(first, float(parts[2])), max(last, float(parts[3]))
-                    cpu += float(parts[4])
-
-    readers = [threading.Thread(target=collect, args=(p,), daemon=True) for p in procs]
-    for reader in readers:
-        reader.start()
-    deadline = time.time() + 600
-    while done < args.n and time.time() < deadline:
-        time.sleep(0.05)
-    window, busy = time.time() - t_go, machine_busy_s() - busy0
-    es = es_cpu_s(args.store) - es0
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("stop\n")
-        proc.stdin.flush()
-    for proc in procs:
-        proc.wait(timeout=60)
+    done, elapsed, cpu, (window, busy, es) = drive_workers(cmd, args.workers, args.n, args.store)
     if done < args.n:
         sys.exit(f"only {done} of {args.n} indicators written")
-    elapsed, cores = last - first, os.cpu_count() or 1
+    cores = os.cpu_count() or 1
     extra = " +reads" * args.reads + " +changes" * args.changes
     print(
         f"client={args.client}{extra} workers={args.workers} "
