@@ -93,6 +93,10 @@ async def alert_stream(
     floor = resumed if resumed is not None else await asyncio.to_thread(_latest_seq, store)
     high = floor
     sent: OrderedDict[str, int] = OrderedDict()  # id -> stream_seq, in the order sent
+
+    def is_new(event: dict[str, Any]) -> bool:
+        return event["id"] not in sent and event["id"] != last_event_id
+
     idle = 0.0
     emitted = 0
     yield b": connected\nretry: 2000\n\n"
@@ -102,10 +106,6 @@ async def alert_stream(
         if stop_at is not None and loop.time() >= stop_at:
             return
         since = max(high - LAG_US, floor)
-
-        def is_new(event: dict[str, Any]) -> bool:
-            return event["id"] not in sent and event["id"] != last_event_id
-
         fresh = await asyncio.to_thread(unsent_events, store, since, is_new)
         alerts = (
             await asyncio.to_thread(
