@@ -1,19 +1,19 @@
-"""Admin API: operators manage agencies and credentials (issue 3 item 6), role ``admin``."""
+"""Admin API: operators manage agencies and credentials (DOMAIN.md "Parties"), role ``admin``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.auth import require_role
+from api.deps import Admin, Books
 from api.errors import ERROR_RESPONSES
-from api.registry import AgencyExists, AgencyRegistry, UnknownCredential
-from core.access import Agency, Credential, Principal, bearer_token
+from core.access import Agency, Credential, bearer_token
 from core.clock import parse_timestamp
 from core.errors import UnknownAgency
+from records.agencies import AgencyExists, AgencyRegistry, UnknownCredential
 
 
 class AgencyIn(BaseModel):
@@ -33,12 +33,10 @@ class CredentialIn(BaseModel):
     expires_at: str | None = None
 
 
-def _registry(request: Request) -> AgencyRegistry:
-    services = request.app.state.services
-    return AgencyRegistry(services.store, services.clock)
+def _registry(books: Books) -> AgencyRegistry:
+    return books.agencies
 
 
-Admin = Annotated[Principal, Depends(require_role("admin"))]
 Registry = Annotated[AgencyRegistry, Depends(_registry)]
 
 

@@ -1,17 +1,16 @@
-"""Alerts API under ``/api/v1/alerts`` (issue 5, "Analyst and dashboard API").
+"""Alerts API under ``/api/v1/alerts`` (DOMAIN.md "Early-warning levels").
 
 List with filters and an opaque cursor, detail with timeline, acknowledge,
 resolve, comment. Every route is authenticated (``api/auth.py``),
 role-checked, filtered per reader by the sharing policy (an alert shows only
-the indicators the reader may see and is hidden when none is), and written
-to the audit log. Alerts are also rendered as STIX 2.1 ``report`` objects
-(``alert_to_stix``) with the level in the ``x_threatbay_alert`` property.
+the indicators the reader may see and is hidden when none is;
+core/alert_views.py), and written to the audit log. Alerts are also rendered
+as STIX 2.1 ``report`` objects (``alert_to_stix``) with the level in the
+``x_threatbay_alert`` property.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import threading
 import time
 from collections.abc import Callable
@@ -19,30 +18,28 @@ from concurrent.futures import Future
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.audit import audit_log
-from api.auth import CurrentPrincipal
-from api.errors import ERROR_RESPONSES, FastJSON
-from api.taxii.errors import TaxiiError
+from api.deps import READ_ROLES, Books, CurrentPrincipal, Sharing
+from api.errors import ERROR_RESPONSES, ApiError, FastJSON, not_found
 from core import names, policy
 from core.access import Principal
+from core.alert_views import alert_view
 from core.alerts import (
     Alert,
     AlertError,
     acknowledge,
     alert_to_stix,
     comment,
-    reader_view,
     resolve,
 )
+from core.cursors import decode_cursor, encode_cursor
+from core.policy import reader_of
 from core.ports import Filter, Page, Range, Sort, Store, Term, Text
 from core.ports import Query as StoreQuery
-from correlate.alerter import AlertBook
 
-READ_ROLES = ("analyst", "dashboard", "admin")
 ACT_ROLES = ("analyst", "admin")
 
 
@@ -129,7 +126,7 @@ _LIST_VIEWS = ListViewMemo()
 
 def list_view(sharing: policy.SharingPolicy, reader: policy.Reader, doc: Alert) -> Alert | None:
     """An alert as the list shows it to ``reader``: ``alert_view`` without the timeline."""
-    view = alert_view(sharing, reader, policy.Purpose.READ, doc, _MEMO)
+    view = alert_view(sharing, reader, policy.Purpose.READ, doc, _MEMO.decide)
     if view is not None:
         view.pop("timeline", None)
     return view
@@ -207,108 +204,6 @@ class AlertPages:
         return page
 
 
-def alert_pages(app_state: Any) -> AlertPages:
-    """The app's ``AlertPages``, created on first use.
-
-    Only on a near-real-time store (Elasticsearch, ``http(s)://``), where search
-    already lags writes by the refresh interval; the embedded store answers
-    searches with every acknowledged write, so there the cache is off.
-    """
-    pages: AlertPages | None = getattr(app_state, "alert_pages", None)
-    if pages is None:
-        url = str(app_state.services.settings.store_url)
-        ttl = ALERT_PAGE_TTL_S if url.startswith(("http:", "https:")) else 0.0
-        pages = app_state.alert_pages = AlertPages(ttl)
-    return pages
-
-
-def reader_of(principal: Principal) -> policy.Reader:
-    return policy.Reader(
-        agency_id=principal.agency.id,
-        jurisdiction=principal.agency.jurisdiction,
-        roles=frozenset(principal.roles),
-        crossborder_consent=frozenset(principal.agency.crossborder_consent),
-    )
-
-
-def alert_view(
-    sharing: policy.SharingPolicy,
-    reader: policy.Reader,
-    purpose: policy.Purpose,
-    alert: Alert,
-    memo: DecisionMemo | None = None,
-) -> Alert | None:
-    """The alert as ``reader`` may see it for ``purpose``; None when nothing in it is visible.
-
-    DOMAIN.md "Sharing": each indicator goes through ``decide_record`` (through
-    ``memo`` when given: the alert list); agency names the reader may not see
-    are removed from the alert and its timeline.
-    """
-
-    def allow(indicator: dict[str, Any]) -> dict[str, Any] | None:
-        if memo is not None:
-            decision = memo.decide(sharing, reader, purpose, indicator)
-        else:
-            decision = policy.decide_record(sharing, reader, purpose, indicator)
-        return decision.view if decision.shown else None
-
-    view = reader_view(alert, allow)
-    if view is None:
-        return None
-    visible = {a for i in view["indicators"] for a in i.get("agencies") or []}
-    visible |= {
-        s["acknowledged_by"] for s in alert["jurisdiction_state"].values() if s["acknowledged_by"]
-    }
-    visible |= {e["by"] for e in alert["timeline"] if e.get("by")}
-    view["agencies"] = sorted(a for a in alert["agencies"] if a in visible)
-    view["timeline"] = [
-        {**e, "new_agencies": [a for a in e["new_agencies"] if a in visible]}
-        if "new_agencies" in e
-        else e
-        for e in alert["timeline"]
-    ]
-    return view
-
-
-# ----------------------------------------------------------------- cursor
-
-
-def encode_cursor(values: tuple[Any, ...]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> tuple[Any, ...]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        values = orjson.loads(raw)
-    except (binascii.Error, orjson.JSONDecodeError, ValueError) as exc:
-        raise TaxiiError(400, "Bad Request", "malformed cursor") from exc
-    if not isinstance(values, list):
-        raise TaxiiError(400, "Bad Request", "malformed cursor")
-    return tuple(values)
-
-
-# ------------------------------------------------------------------ audit
-
-
-def audit(
-    services: Any, action: str, principal: Principal, target: str | None, **extra: Any
-) -> None:
-    """Append one entry to the shared buffered audit log (``api/audit.py``)."""
-    audit_log(services).append(
-        [
-            {
-                "action": action,
-                "actor_agency": principal.agency.id,
-                "actor_jurisdiction": principal.agency.jurisdiction,
-                "actor_key_id": principal.key_id,
-                "target": target,
-                **extra,
-            }
-        ]
-    )
-
-
 # ------------------------------------------------------------------ router
 
 
@@ -326,30 +221,13 @@ class CommentIn(BaseModel):
 
 def _require(principal: Principal, roles: tuple[str, ...]) -> None:
     if not principal.has(*roles):
-        raise TaxiiError(403, "Forbidden", f"this needs one of the roles {list(roles)}")
+        raise ApiError(403, "Forbidden", f"this needs one of the roles {list(roles)}")
 
 
-async def _sharing(request: Request) -> policy.SharingPolicy:
-    sharing: policy.SharingPolicy = request.app.state.sharing_policy
-    return sharing
-
-
-async def _book(request: Request) -> AlertBook:
-    book = getattr(request.app.state, "alert_book", None)
-    if book is None:
-        services = request.app.state.services
-        book = AlertBook(
-            services.store, services.bus, services.clock, request.app.state.sharing_policy
-        )
-        book.services = services
-        request.app.state.alert_book = book
-    return book
-
-
-Book = Annotated[AlertBook, Depends(_book)]
-Sharing = Annotated[policy.SharingPolicy, Depends(_sharing)]
 LevelName = Literal["RED", "ORANGE", "YELLOW", "BLUE"]
 StatusName = Literal["open", "resolved", "expired"]
+#: Sort of the alert list, and so the shape of its cursors.
+_LIST_SORT = (Sort("level_rank", "desc"), Sort("updated", "desc"))
 
 
 def _error_status(err: AlertError) -> int:
@@ -364,7 +242,7 @@ def alerts_router() -> APIRouter:
     def list_alerts(
         request: Request,
         principal: CurrentPrincipal,
-        book: Book,
+        books: Books,
         sharing: Sharing,
         level: Annotated[list[LevelName] | None, Query()] = None,
         status: Annotated[list[StatusName] | None, Query()] = None,
@@ -394,17 +272,17 @@ def alerts_router() -> APIRouter:
         if q:
             filters.append(Text(("title",), q))
         reader = reader_of(principal)
-        after = decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor, arity=len(_LIST_SORT) + 1) if cursor else None
         items: list[dict[str, Any]] = []
         more = True
-        pages = alert_pages(request.app.state)
+        pages: AlertPages = request.app.state.alert_pages
         # Hidden alerts are skipped; keep reading pages until the caller's page is full.
         for _round in range(10):
             page = pages.search(
-                book.store,
+                books.alerts.store,
                 StoreQuery(
                     filters=tuple(filters),
-                    sort=(Sort("level_rank", "desc"), Sort("updated", "desc")),
+                    sort=_LIST_SORT,
                     limit=limit - len(items),
                     after=after,
                 ),
@@ -423,14 +301,7 @@ def alerts_router() -> APIRouter:
                 after = page.hits[-1].cursor
             if len(items) >= limit or not more:
                 break
-        audit(
-            book.services,
-            "alerts.list",
-            principal,
-            None,
-            purpose="read",
-            count=len(items),
-        )
+        books.audit.record("alerts.list", principal, None, purpose="read", count=len(items))
         return FastJSON(
             {
                 "items": items,
@@ -442,21 +313,21 @@ def alerts_router() -> APIRouter:
     def get_alert(
         alert_id: str,
         principal: CurrentPrincipal,
-        book: Book,
+        books: Books,
         sharing: Sharing,
         format: Literal["json", "stix"] = "json",
     ) -> JSONResponse:
         """One alert with its timeline (``format=stix`` gives the STIX ``report``)."""
         _require(principal, READ_ROLES)
-        stored = book.get(alert_id)
+        stored = books.alerts.get(alert_id)
         view = (
             alert_view(sharing, reader_of(principal), policy.Purpose.READ, stored.doc)
             if stored
             else None
         )
         if view is None:
-            raise TaxiiError(404, "Not Found", f"no alert {alert_id} visible to you")
-        audit(book.services, "alerts.read", principal, alert_id, purpose="read")
+            raise not_found(f"no alert {alert_id} visible to you")
+        books.audit.record("alerts.read", principal, alert_id, purpose="read")
         if format == "stix":
             return FastJSON(alert_to_stix(view))
         return FastJSON(view)
@@ -465,28 +336,29 @@ def alerts_router() -> APIRouter:
         request: Request,
         alert_id: str,
         principal: Principal,
-        book: Book,
+        books: Books,
         sharing: Sharing,
         action: str,
         change: Any,
         status_code: int = 200,
-        **audit_extra: Any,
     ) -> JSONResponse:
         _require(principal, ACT_ROLES)
         reader = reader_of(principal)
+        book = books.alerts
         stored = book.get(alert_id)
         if stored is None or alert_view(sharing, reader, policy.Purpose.READ, stored.doc) is None:
-            raise TaxiiError(404, "Not Found", f"no alert {alert_id} visible to you")
+            raise not_found(f"no alert {alert_id} visible to you")
         outcome = book.transact(alert_id, change)
-        alert_pages(request.app.state).changed()
+        pages: AlertPages = request.app.state.alert_pages
+        pages.changed()
         if outcome is None:
-            raise TaxiiError(404, "Not Found", f"no alert {alert_id}")
+            raise not_found(f"no alert {alert_id}")
         if isinstance(outcome, AlertError):
             return JSONResponse(
                 {"detail": outcome.message, "code": outcome.code},
                 status_code=_error_status(outcome),
             )
-        audit(book.services, action, principal, alert_id, **audit_extra)
+        books.audit.record(action, principal, alert_id)
         view = alert_view(sharing, reader, policy.Purpose.READ, outcome[0])
         return JSONResponse(view, status_code=status_code)
 
@@ -495,7 +367,7 @@ def alerts_router() -> APIRouter:
         request: Request,
         alert_id: str,
         principal: CurrentPrincipal,
-        book: Book,
+        books: Books,
         sharing: Sharing,
         body: AckIn | None = None,
     ) -> JSONResponse:
@@ -506,10 +378,12 @@ def alerts_router() -> APIRouter:
             request,
             alert_id,
             principal,
-            book,
+            books,
             sharing,
             "alerts.acknowledge",
-            lambda a: acknowledge(a, agency.id, agency.jurisdiction, book.clock.now(), note),
+            lambda a: acknowledge(
+                a, agency.id, agency.jurisdiction, books.alerts.clock.now(), note
+            ),
         )
 
     @router.post("/{alert_id}/resolve")
@@ -517,7 +391,7 @@ def alerts_router() -> APIRouter:
         request: Request,
         alert_id: str,
         principal: CurrentPrincipal,
-        book: Book,
+        books: Books,
         sharing: Sharing,
         body: ResolveIn | None = None,
     ) -> JSONResponse:
@@ -528,10 +402,10 @@ def alerts_router() -> APIRouter:
             request,
             alert_id,
             principal,
-            book,
+            books,
             sharing,
             "alerts.resolve",
-            lambda a: resolve(a, agency.id, agency.jurisdiction, book.clock.now(), reason),
+            lambda a: resolve(a, agency.id, agency.jurisdiction, books.alerts.clock.now(), reason),
         )
 
     @router.post("/{alert_id}/comments", status_code=201)
@@ -540,7 +414,7 @@ def alerts_router() -> APIRouter:
         alert_id: str,
         body: CommentIn,
         principal: CurrentPrincipal,
-        book: Book,
+        books: Books,
         sharing: Sharing,
     ) -> JSONResponse:
         """Add a comment to the timeline."""
@@ -549,10 +423,12 @@ def alerts_router() -> APIRouter:
             request,
             alert_id,
             principal,
-            book,
+            books,
             sharing,
             "alerts.comment",
-            lambda a: comment(a, agency.id, agency.jurisdiction, body.text, book.clock.now()),
+            lambda a: comment(
+                a, agency.id, agency.jurisdiction, body.text, books.alerts.clock.now()
+            ),
             status_code=201,
         )
 

@@ -1,42 +1,26 @@
-"""The FastAPI app factory: TAXII 2.1 under ``/taxii2/``, admin API, health.
+"""The FastAPI app factory: TAXII 2.1 under ``/taxii2/``, the analyst API, the page, health.
 
-Errors on TAXII paths are the TAXII error resource with the TAXII media type
-(TAXII 2.1 sections 1.6.8, 3.6.1), whatever raised them (STYLE.md 8).
+Errors are mapped in one place (api/errors.py): TAXII error resources with the
+TAXII media type under ``/taxii2/``, ``{"detail": ...}`` elsewhere.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import audit, indicators, ui
-from api.admin import admin_router
-from api.alerts import alerts_router
-from api.audit import audit_log
-from api.auth import FailureLimiter
-from api.stream import stream_router
-from api.taxii.errors import TaxiiError, error_response
-from api.taxii.media import TAXII_21
+from api import admin, alerts, audit, errors, indicators, stream, ui, webhooks
+from api.alerts import AlertPages
+from api.auth import FailureLimiter, PrincipalCache
+from api.errors import TAXII_21, TAXII_PREFIX
 from api.taxii.routes import taxii_router
-from api.webhooks import webhooks_router
-from core.errors import StoreUnavailable
 from core.policy import SharingPolicy
-
-if TYPE_CHECKING:
-    from threatbay.bootstrap import Services
-
-log = logging.getLogger("threatbay.api")
-
-TAXII_PREFIX = "/taxii2/"
+from core.services import Services
+from records.books import records_of
 
 
 class TaxiiMediaType:
@@ -65,70 +49,44 @@ class TaxiiMediaType:
         await self.app(scope, receive, send_typed)
 
 
-def _is_taxii(request: Request) -> bool:
-    return request.url.path.startswith(TAXII_PREFIX)
+def create_app(
+    services: Services, sharing_policy: SharingPolicy | None = None, loops: Any = None
+) -> FastAPI:
+    """Build the app over ``services`` (from ``threatbay.bootstrap.build``).
 
-
-def _error(request: Request, err: TaxiiError) -> Response:
-    if _is_taxii(request):
-        return error_response(err)
-    return JSONResponse({"detail": err.description or err.title}, err.status, headers=err.headers)
-
-
-def create_app(services: Services, sharing_policy: SharingPolicy | None = None) -> FastAPI:
-    """Build the app over ``services`` (from ``threatbay.bootstrap.build``)."""
+    ``loops`` are the background loops of this process (``threatbay serve``), for health.
+    """
+    books = records_of(services)
+    api = services.settings.api
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        audit = audit_log(services)
-        audit.start()
+        books.audit.start()
         try:
             yield
         finally:
-            audit.close()
+            books.audit.close()
 
     app = FastAPI(title="ThreatBay", version="0.1", lifespan=lifespan)
     app.state.services = services
     app.state.sharing_policy = sharing_policy or services.sharing
-    app.state.auth_limiter = FailureLimiter()
-
-    @app.exception_handler(TaxiiError)
-    async def on_taxii_error(request: Request, exc: TaxiiError) -> Response:
-        return _error(request, exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        headers: dict[str, Any] = dict(exc.headers or {})
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
-        return _error(request, TaxiiError(exc.status_code, title, str(exc.detail), headers))
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-        if _is_taxii(request):
-            return error_response(TaxiiError(400, "Bad Request", str(exc.errors())))
-        return JSONResponse({"detail": exc.errors()}, 422)
-
-    @app.exception_handler(StoreUnavailable)
-    async def on_store_down(request: Request, exc: StoreUnavailable) -> Response:
-        log.warning("store unavailable: %s", exc)
-        return _error(request, TaxiiError(503, "Service Unavailable", "the store is unavailable"))
-
-    @app.exception_handler(Exception)
-    async def on_crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path)
-        return _error(request, TaxiiError(500, "Internal Server Error", "unexpected error"))
+    app.state.loops = loops
+    app.state.auth_limiter = FailureLimiter(api.auth_failure_burst, api.auth_failure_per_s)
+    app.state.auth_cache = PrincipalCache(ttl_s=api.auth_cache_ttl_s)
+    app.state.alert_pages = AlertPages(api.alert_page_ttl_s or 0.0)
+    errors.install(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(taxii_router())
-    app.include_router(admin_router())
+    app.include_router(admin.admin_router())
     app.include_router(indicators.router())
     app.include_router(audit.router())
     app.include_router(ui.router())
-    app.include_router(alerts_router())
-    app.include_router(stream_router())
-    app.include_router(webhooks_router())
+    app.include_router(alerts.alerts_router())
+    app.include_router(stream.stream_router())
+    app.include_router(webhooks.webhooks_router())
     app.add_middleware(TaxiiMediaType)
     return app

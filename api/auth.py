@@ -1,12 +1,12 @@
 """Authentication: HTTP Basic (TAXII 2.1 section 1.6.9) and bearer API keys.
 
-``CurrentPrincipal`` is the ``Annotated`` dependency every protected route
-takes. The credential and its agency read from the store are kept in a
-``PrincipalCache`` for at most ``AUTH_CACHE_TTL_S`` (1 s): that removes two
+``authenticate`` is the dependency behind ``api.deps.CurrentPrincipal``. The
+credential and its agency read from the store are kept in a
+``PrincipalCache`` for at most ``api.auth_cache_ttl_s`` (1 s): that removes two
 store round trips from every request. What a security reviewer needs to know:
 
 - the secret, revocation and expiry are checked on every request against the
-  cached credential (``api.registry.principal_of``); only the store read is
+  cached credential (``records.agencies.principal_of``); only the store read is
   saved, and failures are never cached;
 - every change made through ``AgencyRegistry`` in this process (admin API:
   revoke, rotate, agency or credential added) bumps ``registry.generation()``
@@ -30,15 +30,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api import registry
-from api.registry import AgencyRegistry, AuthenticationFailed, principal_of
-from api.taxii.errors import TaxiiError
+from api.errors import HttpError
 from core.access import Agency, Credential, Principal, parse_bearer
+from core.services import Services
+from records import agencies as registry
+from records.agencies import AgencyRegistry, AuthenticationFailed, principal_of
+from records.books import records_of
 
 CHALLENGE = 'Basic realm="ThreatBay TAXII", Bearer realm="ThreatBay TAXII"'
-
-#: Longest time a credential or agency read from the store is reused (module docstring).
-AUTH_CACHE_TTL_S = 1.0
 
 
 class PrincipalCache:
@@ -50,7 +49,7 @@ class PrincipalCache:
 
     def __init__(
         self,
-        ttl_s: float = AUTH_CACHE_TTL_S,
+        ttl_s: float = 1.0,
         max_entries: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -82,13 +81,6 @@ class PrincipalCache:
         return cred, agency
 
 
-def _cache_of(request: Request) -> PrincipalCache:
-    cache: PrincipalCache | None = getattr(request.app.state, "auth_cache", None)
-    if cache is None:
-        cache = request.app.state.auth_cache = PrincipalCache()
-    return cache
-
-
 class FailureLimiter:
     """Per-address token bucket over failed authentications (in memory, one process)."""
 
@@ -116,11 +108,8 @@ class FailureLimiter:
             self._buckets[client] = (max(0.0, self._level(client, now) - 1.0), now)
 
 
-_LIMITER = FailureLimiter()
-
-
-def unauthorized(description: str) -> TaxiiError:
-    return TaxiiError(401, "Unauthorized", description, {"WWW-Authenticate": CHALLENGE})
+def unauthorized(description: str) -> HttpError:
+    return HttpError(401, "Unauthorized", description, {"WWW-Authenticate": CHALLENGE})
 
 
 def credentials_of(header: str | None) -> tuple[str, str] | None:
@@ -148,21 +137,21 @@ async def authenticate(request: Request) -> Principal:
     the thread pool.
     """
     client = request.client.host if request.client else "unknown"
-    limiter: FailureLimiter = getattr(request.app.state, "auth_limiter", _LIMITER)
+    limiter: FailureLimiter = request.app.state.auth_limiter
     if limiter.blocked(client):
-        raise TaxiiError(
+        raise HttpError(
             429, "Too Many Requests", "too many failed authentications", {"Retry-After": "5"}
         )
     creds = credentials_of(request.headers.get("authorization"))
     if creds is None:
         raise unauthorized("HTTP Basic (key id, secret) or Bearer tb_<key id>.<secret> required")
-    services = request.app.state.services
+    services: Services = request.app.state.services
     key_id, secret = creds
-    cache = _cache_of(request)
+    cache: PrincipalCache = request.app.state.auth_cache
     try:
         found = cache.get(key_id)
         if found is None:
-            reg = AgencyRegistry(services.store, services.clock)
+            reg = records_of(services).agencies
             found = await run_in_threadpool(cache.read, reg, key_id)
         return principal_of(*found, secret, services.clock.now())
     except AuthenticationFailed as exc:
@@ -170,15 +159,12 @@ async def authenticate(request: Request) -> Principal:
         raise unauthorized("unknown, revoked or expired credential, or wrong secret") from exc
 
 
-CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
-
-
 def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
-    """Dependency: the caller must hold one of ``roles`` (403 otherwise)."""
+    """Dependency: the caller, who must hold one of ``roles`` (403 otherwise)."""
 
-    async def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.has(*roles):
-            raise TaxiiError(403, "Forbidden", f"this needs one of the roles {list(roles)}")
+            raise HttpError(403, "Forbidden", f"this needs one of the roles {list(roles)}")
         return principal
 
     return check

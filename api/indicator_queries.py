@@ -7,19 +7,16 @@ tags the correlator stored, so pages are full and never exceed ``limit``.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from core import names
+from core.cursors import decode_cursor, encode_cursor
 from core.lookup import candidate_keys
 from core.policy import Decision, Purpose, Reader, SharingPolicy, decide_record, reader_tags
 from core.ports import Filter, Query, Range, Sort, Store, Term
-from correlate.score import current_score
+from core.scoring import current_score
 
 SORTS = {
     "score": (Sort("score", "desc"),),
@@ -40,25 +37,6 @@ class IndicatorFilters:
     since: str | None = None
     until: str | None = None
     malware: tuple[str, ...] = ()
-
-
-class BadCursor(ValueError):
-    """The cursor is not one this API handed out (or was altered)."""
-
-
-def encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> tuple[Any, ...]:
-    try:
-        padded = text + "=" * (-len(text) % 4)
-        values = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        raise BadCursor("cursor is not valid") from exc
-    if not isinstance(values, list):
-        raise BadCursor("cursor is not valid")
-    return tuple(values)
 
 
 def visible_to(reader: Reader) -> Term:
@@ -108,7 +86,7 @@ def search_indicators(
     now: datetime,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of records the reader may see, and the cursor of the next page."""
-    after = decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor, arity=len(SORTS[sort]) + 1) if cursor else None
     page = store.search(
         names.INDEX_INDICATORS,
         Query(

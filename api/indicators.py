@@ -10,31 +10,25 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.audit import record_access
-from api.auth import require_role
-from api.errors import ERROR_RESPONSES, FastJSON
+from api.deps import Analyst, Books, ReaderRole, Sharing, Svc
+from api.errors import ERROR_RESPONSES, ApiError, FastJSON, not_found
 from api.indicator_queries import (
     SORTS,
-    BadCursor,
     IndicatorFilters,
     indicator_detail,
     indicator_stats,
     lookup,
     search_indicators,
 )
-from api.registry import AgencyRegistry
-from api.taxii.errors import TaxiiError
-from api.taxii.sharing import reader_of
-from core.access import Principal
 from core.clock import format_timestamp
+from core.errors import BusUnavailable
+from core.policy import reader_of
 from ingest.push import push_objects
 
-Reader_ = Annotated[Principal, Depends(require_role("analyst", "dashboard", "admin"))]
-Analyst = Annotated[Principal, Depends(require_role("analyst", "admin"))]
 CSV = Annotated[list[str] | None, Query()]
 
 
@@ -56,8 +50,10 @@ def router() -> APIRouter:
 
     @r.get("/indicators", summary="Search indicator records", response_model=dict[str, Any])
     def search(
-        request: Request,
-        principal: Reader_,
+        principal: ReaderRole,
+        svc: Svc,
+        books: Books,
+        sharing: Sharing,
         type: CSV = None,
         agency: CSV = None,
         jurisdiction: CSV = None,
@@ -71,31 +67,26 @@ def router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
     ) -> Response:
-        s = request.app.state.services
         filters = IndicatorFilters(
             observable_type=_split(type), agency=_split(agency),
             jurisdiction=_split(jurisdiction), state=_split(state), malware=_split(malware),
             min_score=min_score, max_score=max_score, since=since, until=until,
         )  # fmt: skip
-        try:
-            items, next_cursor = search_indicators(
-                s.store, request.app.state.sharing_policy, reader_of(principal), filters,
-                sort=sort, limit=limit, cursor=cursor, now=s.clock.now(),
-            )  # fmt: skip
-        except BadCursor as exc:
-            raise TaxiiError(400, "Bad Request", str(exc)) from exc
-        record_access(s, principal, "indicators.search", items)
+        items, next_cursor = search_indicators(
+            svc.store, sharing, reader_of(principal), filters,
+            sort=sort, limit=limit, cursor=cursor, now=svc.clock.now(),
+        )  # fmt: skip
+        books.audit.record_access(principal, "indicators.search", items)
         return FastJSON({"items": items, "next": next_cursor})
 
     @r.get("/indicators/{key:path}", summary="One indicator record with its score explanation")
-    def detail(request: Request, principal: Reader_, key: str) -> dict[str, Any]:
-        s = request.app.state.services
-        view = indicator_detail(
-            s.store, request.app.state.sharing_policy, reader_of(principal), key, s.clock.now()
-        )
+    def detail(
+        principal: ReaderRole, svc: Svc, books: Books, sharing: Sharing, key: str
+    ) -> dict[str, Any]:
+        view = indicator_detail(svc.store, sharing, reader_of(principal), key, svc.clock.now())
         if view is None:
-            raise TaxiiError(404, "Not Found", f"no indicator record {key!r} visible to you")
-        record_access(s, principal, "indicators.read", [view])
+            raise not_found(f"no indicator record {key!r} visible to you")
+        books.audit.record_access(principal, "indicators.read", [view])
         return view
 
     @r.get(
@@ -104,33 +95,30 @@ def router() -> APIRouter:
         response_model=dict[str, Any],
     )
     def lookup_value(
-        request: Request,
-        principal: Reader_,
+        principal: ReaderRole,
+        svc: Svc,
+        books: Books,
+        sharing: Sharing,
         value: Annotated[str, Query(min_length=1, max_length=4096)],
     ) -> Response:
-        s = request.app.state.services
-        answer = lookup(
-            s.store, request.app.state.sharing_policy, reader_of(principal), value, s.clock.now()
-        )
-        record_access(s, principal, "indicators.lookup", answer["records"])
+        answer = lookup(svc.store, sharing, reader_of(principal), value, svc.clock.now())
+        books.audit.record_access(principal, "indicators.lookup", answer["records"])
         return FastJSON(answer)
 
     @r.post("/indicators/{key:path}/sightings", status_code=202,
             summary="Report a sighting of this indicator by your agency")  # fmt: skip
     async def sighting(
-        request: Request, principal: Analyst, key: str, body: SightingIn
+        principal: Analyst, svc: Svc, books: Books, sharing: Sharing, key: str, body: SightingIn
     ) -> dict[str, Any]:
-        s = request.app.state.services
         view = await run_in_threadpool(
-            indicator_detail, s.store, request.app.state.sharing_policy,
-            reader_of(principal), key, s.clock.now(),
-        )  # fmt: skip
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
         if view is None:
-            raise TaxiiError(404, "Not Found", f"no indicator record {key!r} visible to you")
+            raise not_found(f"no indicator record {key!r} visible to you")
         indicator_ids = [sid for sid in view.get("stix_ids", []) if sid.startswith("indicator--")]
         if not indicator_ids:
-            raise TaxiiError(409, "Conflict", "the record names no indicator to sight")
-        now = format_timestamp(s.clock.now())
+            raise ApiError(409, "Conflict", "the record names no indicator to sight")
+        now = format_timestamp(svc.clock.now())
         obj: dict[str, Any] = {
             "type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",
             "created": now, "modified": now, "sighting_of_ref": indicator_ids[0],
@@ -140,18 +128,18 @@ def router() -> APIRouter:
         }  # fmt: skip
         if body.description:
             obj["description"] = body.description
-        registry = AgencyRegistry(s.store, s.clock)
-        owners = await run_in_threadpool(registry.identity_owners)
+        owners = await run_in_threadpool(books.agencies.identity_owners)
         result = await run_in_threadpool(
-            push_objects, principal, [obj], s.bus, s.clock, owners, str(uuid.uuid4())
+            push_objects, principal, [obj], svc.bus, svc.clock, owners, str(uuid.uuid4())
         )
+        if result.unavailable is not None:
+            raise BusUnavailable(result.unavailable)
         if result.failures:
-            raise TaxiiError(422, "Unprocessable", result.failures[0].message or "rejected")
+            raise ApiError(422, "Unprocessable", result.failures[0].message or "rejected")
         return {"accepted": True, "sighting": obj}
 
     @r.get("/stats/indicators", summary="Indicator counts for dashboards")
-    def stats(request: Request, principal: Reader_) -> dict[str, Any]:
-        s = request.app.state.services
-        return indicator_stats(s.store, reader_of(principal))
+    def stats(principal: ReaderRole, svc: Svc) -> dict[str, Any]:
+        return indicator_stats(svc.store, reader_of(principal))
 
     return r

@@ -1,8 +1,8 @@
 """Live stream of alert events: Server-Sent Events at ``GET /api/v1/stream``.
 
-Issue 5 "Delivery". Each event has an ``id:`` line (its alert-event id, which
-sorts by stream sequence); a client reconnecting with ``Last-Event-ID``
-resumes after that id. Every event is shown only with the reader's view of
+Each event has an ``id:`` line (its alert-event id, which sorts by stream
+sequence); a client reconnecting with ``Last-Event-ID`` resumes after that id
+(an id this server never issued is a 400). Every event is shown only with the reader's view of
 its alert (``Purpose.STREAM``); events of alerts the reader may not see are
 skipped. The stream polls ``threatbay-alert-events`` every ``poll_s``
 (~250 ms), which works on both backends, and sends a heartbeat comment when
@@ -25,14 +25,14 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.alerts import READ_ROLES, alert_view, audit, reader_of
-from api.auth import CurrentPrincipal
-from api.errors import ERROR_RESPONSES
-from api.taxii.errors import TaxiiError
+from api.deps import READ_ROLES, Books, CurrentPrincipal, Sharing, Svc
+from api.errors import ERROR_RESPONSES, ApiError
 from core import names, policy
+from core.alert_views import alert_view
+from core.policy import reader_of
 from core.ports import Query as StoreQuery
 from core.ports import Range, Sort, Store
-from correlate.alerter import stream_seq_of
+from records.alerts import stream_seq_of
 
 LAG_US = 5_000_000
 
@@ -80,6 +80,7 @@ async def alert_stream(
     store: Store,
     sharing: policy.SharingPolicy,
     reader: policy.Reader,
+    resumed: int | None,
     last_event_id: str | None,
     *,
     poll_s: float = 0.25,
@@ -87,8 +88,7 @@ async def alert_stream(
     max_events: int | None = None,
     max_seconds: float | None = None,
 ) -> AsyncIterator[bytes]:
-    """The SSE byte stream for one reader (see module docstring)."""
-    resumed = stream_seq_of(last_event_id) if last_event_id else None
+    """The SSE byte stream for one reader, after stream sequence ``resumed`` (module docstring)."""
     # A fresh connection starts after the newest event; a resumed one after its id.
     floor = resumed if resumed is not None else await asyncio.to_thread(_latest_seq, store)
     high = floor
@@ -159,28 +159,27 @@ def stream_router() -> APIRouter:
     async def stream(
         request: Request,
         principal: CurrentPrincipal,
+        svc: Svc,
+        books: Books,
+        sharing: Sharing,
         max_events: Annotated[int | None, Query(ge=1)] = None,
         max_seconds: Annotated[float | None, Query(gt=0, le=3600)] = None,
     ) -> StreamingResponse:
         """Server-Sent Events; resume with ``Last-Event-ID`` (or ``?last_event_id=``)."""
         if not principal.has(*READ_ROLES):
-            raise TaxiiError(403, "Forbidden", f"this needs one of the roles {list(READ_ROLES)}")
-        services = request.app.state.services
+            raise ApiError(403, "Forbidden", f"this needs one of the roles {list(READ_ROLES)}")
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        audit(
-            services,
-            "stream.open",
-            principal,
-            None,
-            purpose="stream",
-            resume_from=last,
-        )
+        resumed = stream_seq_of(last) if last else None
+        books.audit.record("stream.open", principal, None, purpose="stream", resume_from=last)
         body = alert_stream(
             request,
-            services.store,
-            request.app.state.sharing_policy,
+            svc.store,
+            sharing,
             reader_of(principal),
+            resumed,
             last,
+            poll_s=svc.settings.api.stream_poll_s,
+            heartbeat_s=svc.settings.api.stream_heartbeat_s,
             max_events=max_events,
             max_seconds=max_seconds,
         )

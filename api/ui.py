@@ -1,4 +1,4 @@
-"""The situational-awareness page at ``/ui/`` (issue 9) and ``GET /api/v1/me``.
+"""The situational-awareness page at ``/ui/`` and ``GET /api/v1/me``.
 
 The page is plain HTML/JS/CSS shipped as package data under ``api/ui_static``:
 no CDN (agency networks have no internet) and no build step. It is a client
@@ -16,9 +16,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
-from api.auth import CurrentPrincipal
-from api.errors import ERROR_RESPONSES
-from api.taxii.errors import TaxiiError
+from api.deps import CurrentPrincipal
+from api.errors import ERROR_RESPONSES, not_found
 
 UI_PATH = "/ui/"
 
@@ -76,7 +75,7 @@ def router() -> APIRouter:
     @r.get(UI_PATH + "{name}", include_in_schema=False)
     def ui_asset(name: str) -> Response:
         if name not in assets:
-            raise TaxiiError(404, "Not Found", f"no such file {name!r}")
+            raise not_found(f"no such file {name!r}")
         return Response(assets[name], media_type=ASSETS[name], headers=SECURITY_HEADERS)
 
     @r.get("/api/v1/me", summary="The caller's agency, jurisdiction and roles")

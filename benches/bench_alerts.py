@@ -24,16 +24,19 @@ from fastapi.testclient import TestClient
 
 from api.alerts import alerts_router
 from api.app import create_app
-from api.registry import AgencyRegistry
-from api.webhooks import Deliverer, Notifier, WebhookDirectory
 from core import names
 from core.access import Agency, bearer_token
 from core.clock import FakeClock, format_timestamp
 from core.ports import Outgoing
+from core.services import default_sharing
 from core.settings import Settings
-from correlate.alerter import AlertBook, AlertEngine
-from correlate.objects import default_sharing
+from correlate.alerter import AlertEngine
 from correlate.rules import evaluate, load_ruleset
+from notify.deliverer import Deliverer
+from notify.notifier import Notifier
+from records.agencies import AgencyRegistry
+from records.alerts import AlertBook
+from records.webhooks import WebhookDirectory
 from threatbay.bootstrap import build
 
 
@@ -249,7 +252,7 @@ def latency(k: int) -> None:
     import uvicorn
 
     from api.stream import stream_router
-    from threatbay.stages import Loops, correlator_for
+    from threatbay.bootstrap import Loops, correlator_for
 
     with tempfile.TemporaryDirectory() as tmp:
         services = build(Settings(data_dir=Path(tmp)))

@@ -35,7 +35,6 @@ from typing import Any
 
 import httpx
 
-from api.registry import AgencyExists, AgencyRegistry
 from backends.elasticsearch_store import ElasticsearchStore
 from core import names
 from core.access import Agency, bearer_token
@@ -46,6 +45,7 @@ from core.policy import SharingPolicy, record_audience
 from core.ports import Put
 from core.settings import ElasticsearchSettings
 from correlate.merge import summarise
+from records.agencies import AgencyExists, AgencyRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv/bin/python")

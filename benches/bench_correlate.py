@@ -30,15 +30,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from api.registry import AgencyRegistry
 from core import envelope, names
 from core.access import Agency
 from core.clock import SystemClock, format_timestamp
 from core.envelope import Accepted
 from core.provenance import Provenance
 from core.settings import Settings
-from threatbay.bootstrap import build
-from threatbay.stages import correlator_for
+from records.agencies import AgencyRegistry
+from threatbay.bootstrap import build, correlator_for
 
 GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
 AGENCIES = [("bench-gd", "GD", "B"), ("bench-hk", "HK", "A"), ("bench-mo", "MO", "B")]

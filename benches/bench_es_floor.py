@@ -36,13 +36,12 @@ from typing import Any
 import orjson
 from bench_correlate import AGENCIES, es_cpu_s, machine_busy_s, workload  # benches/ is sys.path[0]
 
-from api.registry import AgencyRegistry
 from core import envelope, names
 from core.access import Agency
 from core.ports import Incoming, Query
 from core.settings import Settings
-from threatbay.bootstrap import build
-from threatbay.stages import correlator_for
+from records.agencies import AgencyRegistry
+from threatbay.bootstrap import build, correlator_for
 
 KEY_FIELD = "_tb_key"
 
@@ -85,10 +84,11 @@ def python_floor(n: int, duplicates: float) -> dict[str, float]:
     from core.clock import SystemClock, format_timestamp
     from core.observables import observables
     from core.policy import record_audience
+    from core.services import default_sharing
     from correlate import merge
-    from correlate.objects import default_sharing, new_document
     from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
-    from threatbay.wiring import shared_warninglists
+    from records.objects import new_document
+    from threatbay.bootstrap import shared_warninglists
 
     sharing, scorer = default_sharing(), Scorer(shared_warninglists())
     now = SystemClock().now()

@@ -51,7 +51,7 @@ from backends.elasticsearch_store import KEY_FIELD, ElasticsearchStore
 from core import envelope, names
 from core.ports import Bus, Put
 from core.settings import ElasticsearchSettings, Settings
-from correlate.outbox import change_messages
+from records.changes import change_messages
 from threatbay.bootstrap import build
 
 WRITES = (names.INDEX_INDICATORS, names.INDEX_OBJECTS, names.INDEX_OBJECT_VERSIONS)

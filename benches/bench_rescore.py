@@ -235,12 +235,11 @@ def ingest_only(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT / "benches"))
     from bench_correlate import AGENCIES, workload
 
-    from api.registry import AgencyRegistry
     from core import envelope
     from core.access import Agency
     from core.settings import Settings
-    from threatbay.bootstrap import build
-    from threatbay.stages import correlator_for
+    from records.agencies import AgencyRegistry
+    from threatbay.bootstrap import build, correlator_for
 
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="tb-rs-")), namespace=args.namespace,
                         bus_url=f"kafka://{args.kafka}", store_url=args.es)  # fmt: skip

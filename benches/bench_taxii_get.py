@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benches/bench_taxii_get.py [--sizes 1000,100000]
 [--medallion-sizes 1000,3000] [--medallion /tmp/medallion-venv/bin/medallion]``
 
 ThreatBay: one uvicorn worker, embedded store, objects written with
-``correlate.objects.store_objects`` (what the correlation worker does), read
+``records.objects.store_objects`` (what the correlation worker does), read
 by another GD agency through ``shared-all``: audience filter plus a policy
 decision per returned object. medallion 3.0.0 (OASIS reference server, memory
 backend, Flask dev server) gets the same objects by TAXII POST and the same
@@ -98,8 +98,9 @@ def load_threatbay(data_dir: str, n: int) -> None:
     from core.clock import format_timestamp
     from core.envelope import Accepted
     from core.provenance import Provenance
+    from core.services import default_sharing
     from core.settings import Settings
-    from correlate.objects import default_sharing, store_objects
+    from records.objects import store_objects
     from threatbay.bootstrap import build
 
     services = build(Settings(data_dir=Path(data_dir)))

@@ -73,9 +73,9 @@ def indicator(n: int, salt: str = "") -> dict[str, Any]:
 
 def register(data_dir: str, bus_url: str = "", store_url: str = "") -> dict[str, tuple[str, str]]:
     """Register two GD agencies; returns agency id -> (key id, secret)."""
-    from api.registry import AgencyRegistry
     from core.access import Agency
     from core.settings import Settings
+    from records.agencies import AgencyRegistry
     from threatbay.bootstrap import build
 
     services = build(Settings(data_dir=Path(data_dir), bus_url=bus_url, store_url=store_url))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, TypedDict
 
 from core.clock import format_timestamp, parse_timestamp
 from core.markings import DEFAULT_TLP, MARKING_ID_BY_TLP, most_restrictive, normalise_tlp
@@ -31,6 +31,23 @@ from core.provenance import Tlp
 
 Alert = dict[str, Any]
 Event = dict[str, Any]
+
+
+class AlertEvent(TypedDict):
+    """One timeline entry as stored in ``threatbay-alert-events`` and published on
+    ``intel.alerts`` (records/alerts.py ``event_doc``)."""
+
+    id: str
+    stream_seq: int
+    alert_id: str
+    type: str
+    at: str
+    level: str
+    status: str
+    title: str
+    jurisdictions: list[str]
+    event: dict[str, Any]
+
 
 _ALERT_NS = uuid.UUID("5b0f3f0e-3c8e-4d7b-9a57-7a1e2b6c9d10")
 ALERT_REPORT_NS = uuid.UUID("0b6f7f55-6f0e-4a4d-8d5e-0f2c1a9b7e31")
@@ -219,6 +236,24 @@ def _append(
     return event
 
 
+def _notify(
+    alert: Alert,
+    jurisdiction: str,
+    level: Level,
+    now: datetime,
+    trigger_id: str,
+    renotified_count: int | None = None,
+) -> Event:
+    """(Re)start ``jurisdiction``'s acknowledgement at ``level`` and note it on the timeline."""
+    state = _jurisdiction_state(level, now)
+    if renotified_count is not None:
+        state["renotified_count"] = renotified_count
+    alert["jurisdiction_state"][jurisdiction] = state
+    return _append(
+        alert, now, "notified", trigger_id, jurisdiction=jurisdiction, deadline=state["deadline"]
+    )
+
+
 def _jurisdiction_state(level: Level, now: datetime) -> dict[str, Any]:
     return {
         "status": NOTIFIED,
@@ -378,20 +413,7 @@ def open_or_update(
             )
         )
         for j, state in sorted(alert["jurisdiction_state"].items()):
-            alert["jurisdiction_state"][j] = {
-                **_jurisdiction_state(trigger.level, now),
-                "renotified_count": state["renotified_count"],
-            }
-            events.append(
-                _append(
-                    alert,
-                    now,
-                    "notified",
-                    tid,
-                    jurisdiction=j,
-                    deadline=alert["jurisdiction_state"][j]["deadline"],
-                )
-            )
+            events.append(_notify(alert, j, trigger.level, now, tid, state["renotified_count"]))
     if trigger.rule not in alert["rules"]:
         alert["rules"].append(trigger.rule)
     level = Level(alert["level"])
@@ -400,17 +422,7 @@ def open_or_update(
         - set(alert["jurisdiction_state"])
     )
     for j in new_js:
-        alert["jurisdiction_state"][j] = _jurisdiction_state(level, now)
-        events.append(
-            _append(
-                alert,
-                now,
-                "notified",
-                tid,
-                jurisdiction=j,
-                deadline=alert["jurisdiction_state"][j]["deadline"],
-            )
-        )
+        events.append(_notify(alert, j, level, now, tid))
     if trigger.incident and not alert["incident"]:
         alert["incident"] = True
     if alert["incident"]:

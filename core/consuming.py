@@ -1,42 +1,220 @@
-"""The consumer loop every stage runs over the Bus port, written once.
+"""The one consumer loop every bus-consuming stage runs (STYLE.md 9; ARCHITECTURE.md "Guarantees").
 
-Transient failure (the store down): rewind to the last commit, back off,
-retry; never commit what was not written (STYLE.md 9). Each stage supplies
-``step``: poll one batch, process it, commit.
+A stage says what it consumes (``topic``, ``group``) and implements
+``handle(messages)``: process one batch, return a ``Handled`` with the dead
+letters it found inside it (an undecodable message, one bad object among
+many) and how many units it processed (objects for the correlator, messages
+for the others: what ``step`` and ``drain`` count). The loop does
+the rest, the same way for the correlator, the alert engine and the notifier:
+
+- **poison**: the dead letters go to ``intel.dlq`` with their reason, then the
+  batch is committed. A ``Poison`` raised by ``handle`` for a whole batch is
+  narrowed down: the batch is handled again message by message (every stage
+  is idempotent), the messages that still raise go to ``intel.dlq`` with the
+  reason, the others are processed;
+- **outage**: ``StoreUnavailable`` / ``BusUnavailable`` (``Unavailable``) rewind
+  to the last commit, back off (doubling, up to ``max_backoff_s``) and retry;
+  nothing uncommitted is lost and nothing is committed that was not written;
+- **bug**: anything else is a programming error. It is never dead-lettered:
+  it is logged with the batch's positions and re-raised, so the stage crashes
+  loudly and its supervisor (threatbay/bootstrap.py) restarts it, counts the
+  crashes and reports them (``threatbay status``, ``/readyz``).
+
+Offsets are committed only after ``handle`` returned, i.e. after the store
+acknowledged every write of the batch.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from core.errors import StoreUnavailable
-from core.ports import Consumer
+from core import names
+from core.errors import Poison, Unavailable
+from core.ports import Bus, Consumer, Incoming, Outgoing
+from core.settings import ConsumerSettings
 
-MAX_BACKOFF_S = 30.0
+log = logging.getLogger("threatbay.consuming")
+
+#: Longest reason kept on a dead letter (its header).
+MAX_REASON = 1000
 
 
-def consume_until(
-    stop: threading.Event,
-    consumer: Consumer,
-    step: Callable[[Consumer], int],
-    log: logging.Logger,
-) -> None:
-    """Run ``step`` until ``stop``; on ``StoreUnavailable`` rewind and back off."""
-    backoff = 0.5
-    try:
-        while not stop.is_set():
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One input that can never be processed, with why and where it came from."""
+
+    key: str
+    value: bytes
+    reason: str
+    source: Incoming | None = None
+
+    @classmethod
+    def of(cls, message: Incoming, reason: str) -> DeadLetter:
+        """The whole message ``message`` is poison."""
+        return cls(message.key or "unknown", message.value, reason, message)
+
+    def outgoing(self, stage: str) -> Outgoing:
+        headers = {"reason": self.reason[:MAX_REASON], "stage": stage}
+        if self.source is not None:
+            headers.update(
+                {
+                    "source-topic": self.source.topic,
+                    "source-partition": str(self.source.partition),
+                    "source-offset": str(self.source.offset),
+                }
+            )
+        return Outgoing(key=self.key or "unknown", value=self.value, headers=headers)
+
+
+@dataclass
+class Handled:
+    """What ``handle`` did with one batch."""
+
+    dead: list[DeadLetter] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, other: Handled) -> None:
+        self.dead.extend(other.dead)
+        self.count += other.count
+
+
+def positions(messages: Sequence[Incoming]) -> str:
+    """Where a batch lies in the log, for a log line: ``topic[p]@first-last, ...``."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for m in messages:
+        spans.setdefault((m.topic, m.partition), []).append(m.offset)
+    return ", ".join(f"{t}[{p}]@{min(o)}-{max(o)}" for (t, p), o in sorted(spans.items()))
+
+
+@dataclass
+class StageHealth:
+    """What the operator sees of one running stage (``threatbay status``, ``/metrics``)."""
+
+    name: str
+    batches: int = 0
+    messages: int = 0
+    dead_letters: int = 0
+    last_dead_reasons: list[str] = field(default_factory=list)
+    outages: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_batch_s: float = 0.0
+
+    def dead(self, letters: Sequence[DeadLetter]) -> None:
+        self.dead_letters += len(letters)
+        self.last_dead_reasons = ([d.reason[:200] for d in letters] + self.last_dead_reasons)[:5]
+
+    def failed(self, error: str) -> None:
+        self.last_error, self.last_error_at = error[:500], time.time()
+
+
+class ConsumerStage:
+    """Base of every bus-consuming stage: the loop above, written once.
+
+    Subclasses set ``name``, ``topic``, ``group``, ``bus`` and implement
+    ``handle``; ``housekeeping`` runs before each poll (outbox sweeps on their
+    own schedule).
+    """
+
+    name: ClassVar[str]
+    topic: ClassVar[str]
+    group: ClassVar[str]
+    bus: Bus
+    batch_size: int = 200
+    poll_timeout_s: float = 0.5
+    consumer_settings: ConsumerSettings = ConsumerSettings()
+    health: StageHealth | None = None
+
+    def handle(self, messages: Sequence[Incoming]) -> Handled:
+        """Process one batch: the dead letters found inside it and the units done."""
+        raise NotImplementedError
+
+    def housekeeping(self) -> None:
+        """Periodic work done between polls (none by default)."""
+
+    # --------------------------------------------------------------- driving
+
+    def run(self, stop: threading.Event, *, from_beginning: bool = False) -> None:
+        """Consume until ``stop``; outages back off and retry, bugs propagate (module docstring)."""
+        consumer = self.bus.consumer(self.topic, self.group, from_beginning=from_beginning)
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    self.step(consumer, timeout_s=self.poll_timeout_s)
+                    backoff = 0.5
+                except Unavailable as exc:
+                    self._health().outages += 1
+                    self._health().failed(f"{type(exc).__name__}: {exc}")
+                    log.warning("%s: %s; rewinding, retry in %.1fs", self.name, exc, backoff)
+                    consumer.rewind()
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, self.consumer_settings.max_backoff_s)
+        finally:
+            consumer.close()
+
+    def step(self, consumer: Consumer, timeout_s: float | None = None) -> int:
+        """Poll one batch, process it, dead-letter its poison, commit; the units processed."""
+        self.housekeeping()
+        messages = consumer.poll(
+            max_records=self.batch_size,
+            timeout_s=self.poll_timeout_s if timeout_s is None else timeout_s,
+        )
+        if not messages:
+            return 0
+        started = time.monotonic()
+        try:
+            handled = self.process_batch(messages)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            self._health().failed(f"{type(exc).__name__}: {exc}")
+            log.error(
+                "%s: bug while processing %s: %s: %s (not committed; the stage stops)",
+                self.name, positions(messages), type(exc).__name__, exc,
+            )  # fmt: skip
+            raise
+        dead = handled.dead
+        if dead:
+            self.bus.publish(names.TOPIC_DLQ, [d.outgoing(self.name) for d in dead])
+            self._health().dead(dead)
+            for d in dead[:3]:
+                log.warning("%s: dead-lettered %s: %s", self.name, d.key, d.reason[:300])
+        consumer.commit()
+        health = self._health()
+        health.batches += 1
+        health.messages += len(messages)
+        health.last_batch_s = time.monotonic() - started
+        return handled.count
+
+    def process_batch(self, messages: Sequence[Incoming]) -> Handled:
+        """``handle`` the batch; on ``Poison`` narrow it down to the messages that cause it."""
+        try:
+            return self.handle(messages)
+        except Poison as poison:
+            if len(messages) == 1:
+                return Handled([DeadLetter.of(messages[0], poison.reason)])
+        handled = Handled()
+        for message in messages:
             try:
-                step(consumer)
-                backoff = 0.5
-            except StoreUnavailable as exc:
-                log.warning("store unavailable, retrying in %.1fs: %s", backoff, exc)
-                consumer.rewind()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-    finally:
-        consumer.close()
+                handled.add(self.handle([message]))
+            except Poison as poison:
+                handled.dead.append(DeadLetter.of(message, poison.reason))
+        return handled
+
+    def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
+        """Process until the topic has been empty for ``idle_polls`` polls (tests, replay)."""
+        return drain_until_idle(lambda: self.step(consumer, timeout_s=0.2), idle_polls)
+
+    def _health(self) -> StageHealth:
+        if self.health is None:
+            self.health = StageHealth(self.name)
+        return self.health
 
 
 def drain_until_idle(step: Callable[[], int], idle_polls: int = 2) -> int:

@@ -1,4 +1,12 @@
-"""Errors are values with a home (STYLE.md 8): one root, subclasses carry data."""
+"""Errors are values with a home (STYLE.md 8): one root, subclasses carry data.
+
+Two families matter to every stage (core/consuming.py):
+- *transient*: ``StoreUnavailable`` and ``BusUnavailable`` (and ``WriteContention``,
+  a store that keeps answering conflicts): do not commit, back off, retry;
+- *poison*: ``Poison`` says one input can never be processed; it goes to
+  ``intel.dlq`` with its reason and the rest of the batch goes on.
+Anything else is a bug and is never mistaken for bad input.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +19,33 @@ class ConfigurationError(ThreatBayError):
     """Settings or a configuration file are invalid; the message says which and why."""
 
 
-class BusUnavailable(ThreatBayError):
+class Unavailable(ThreatBayError):
+    """A backend cannot do its part right now; retrying later may succeed."""
+
+
+class BusUnavailable(Unavailable):
     """The bus did not durably acknowledge a publish, or cannot be reached."""
 
 
-class StoreUnavailable(ThreatBayError):
+class StoreUnavailable(Unavailable):
     """The store cannot be reached or refused a write for a transient reason."""
+
+
+class WriteContention(StoreUnavailable):
+    """A read-modify-write kept meeting concurrent writers; the batch is retried later."""
+
+
+class Poison(ThreatBayError):
+    """One input (a bus message, an object, a stored record) can never be processed.
+
+    ``reason`` is what the dead-letter topic records. Raised for a single
+    message, the consumer loop dead-letters that message and processes the
+    rest of the batch (core/consuming.py).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class InvalidObject(ThreatBayError):
@@ -36,3 +65,7 @@ class UnknownAgency(ThreatBayError):
     def __init__(self, agency_id: str) -> None:
         super().__init__(f"unknown agency {agency_id!r}")
         self.agency_id = agency_id
+
+
+class BadCursor(ThreatBayError):
+    """A paging cursor or event id is not one this server handed out (or was altered)."""

@@ -145,6 +145,7 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
     },
     names.INDEX_CHANGE_OUTBOX: {
         "at": "keyword",
+        "kind": "keyword",
     },
     names.INDEX_FEED_CURSORS: {
         "feed": "keyword",

@@ -1,4 +1,4 @@
-"""Lookup of a raw value an analyst pastes (issue 5: ``1.2.3.4``, ``hxxp://evil[.]com/x``, a hash).
+"""Lookup of a raw value an analyst pastes (``1.2.3.4``, ``hxxp://evil[.]com/x``, a hash).
 
 The value is refanged, its observable type guessed, and it is turned into the
 same canonical key a pattern would give, by going through the very function

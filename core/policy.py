@@ -56,6 +56,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
+from core.access import Agency, Principal
 from core.crossborder import CrossBorderWhitelist
 from core.markings import granular_tlps, most_restrictive, normalise_tlp, red_recipients, tlp_of
 from core.provenance import JURISDICTIONS, Provenance, Tlp
@@ -82,6 +83,21 @@ class Reader:
     jurisdiction: str
     roles: frozenset[str] = frozenset()
     crossborder_consent: frozenset[str] = frozenset()
+
+
+def reader_for(agency: Agency, roles: Iterable[str] | None = None) -> Reader:
+    """The reader an agency is (its roles unless ``roles`` narrows them: a credential's)."""
+    return Reader(
+        agency_id=agency.id,
+        jurisdiction=agency.jurisdiction,
+        roles=frozenset(agency.roles if roles is None else roles),
+        crossborder_consent=frozenset(agency.crossborder_consent),
+    )
+
+
+def reader_of(principal: Principal) -> Reader:
+    """The reader an authenticated caller is: its agency, with its credential's roles."""
+    return reader_for(principal.agency, principal.roles)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
+
+from core.clock import parse_timestamp
 
 #: Admiralty source reliability -> weight w(a) (DOMAIN.md "Score").
 RELIABILITY_WEIGHTS: Mapping[str, float] = {
@@ -175,3 +177,20 @@ def score(data: ScoreInput) -> Score:
         value = min(value, WARNINGLIST_CAP)
         explanation.append(f"capped at {WARNINGLIST_CAP:g}: " + ", ".join(capped_by))
     return result(value, factor, "active", capped_by)
+
+
+def current_score(record: dict[str, Any], now: datetime) -> float:
+    """The record's score at ``now``, from its stored components (read-time decay)."""
+    components = record.get("components") or {}
+    if record.get("state") != "active" or not components.get("anchor"):
+        return float(record.get("score") or 0.0)
+    live_until = components.get("live_until")
+    if live_until and parse_timestamp(live_until) <= now:
+        return 0.0
+    anchor = parse_timestamp(components["anchor"])
+    value = decayed(
+        float(components["base"]), anchor, components["tau_days"], components["delta"], now
+    )
+    if components.get("capped_by"):
+        value = min(value, WARNINGLIST_CAP)
+    return round(value, 3)

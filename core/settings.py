@@ -39,6 +39,62 @@ class TaxiiSettings(BaseModel):
     status_retention_hours: int = 48
 
 
+class WritesSettings(BaseModel):
+    """Read-modify-write under optimistic concurrency (records/rmw.py)."""
+
+    conflict_retries: int = 20
+    """Rounds of re-read and re-apply before a batch gives up (``WriteContention``)."""
+    conflict_backoff_s: float = 0.005
+    """Pause between two rounds (doubled each round)."""
+
+
+class ConsumerSettings(BaseModel):
+    """The one consumer loop every stage runs (core/consuming.py)."""
+
+    max_backoff_s: float = 30.0
+    """Longest pause after a transient failure (store or bus unavailable)."""
+    correlator_batch: int = 200
+    alerter_batch: int = 500
+    notifier_batch: int = 200
+    poll_timeout_s: float = 0.5
+
+
+class OutboxSettings(BaseModel):
+    """Changes noted before a write, published after it (records/outbox.py)."""
+
+    sweep_interval_s: float = 30.0
+    """Seconds between sweeps for notes a failed publish left behind."""
+    grace_s: float = 60.0
+    """A note younger than this belongs to a write whose publish may still be under way."""
+
+
+class AlertsSettings(BaseModel):
+    escalation_interval_s: float = 15.0
+    """Seconds between escalation ticks (overdue, update due, idle expiry)."""
+
+
+class WebhookSettings(BaseModel):
+    max_attempts: int = 8
+    base_delay_s: float = 10.0
+    max_delay_s: float = 3600.0
+    timeout_s: float = 5.0
+    workers: int = 8
+    tick_s: float = 1.0
+
+
+class ApiSettings(BaseModel):
+    auth_cache_ttl_s: float = 1.0
+    """Longest time a credential read from the store is reused (api/auth.py)."""
+    auth_failure_burst: int = 20
+    auth_failure_per_s: float = 1.0
+    alert_page_ttl_s: float | None = None
+    """Reuse of alert-list pages; None: chosen by bootstrap (0.5 s on a near-real-time store)."""
+    stream_poll_s: float = 0.25
+    stream_heartbeat_s: float = 15.0
+    agency_profile_ttl_s: float = 30.0
+    """How long a correlator reuses an agency's reliability and default confidence."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THREATBAY_", env_nested_delimiter="__", extra="ignore"
@@ -61,6 +117,12 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
     taxii: TaxiiSettings = TaxiiSettings()
+    writes: WritesSettings = WritesSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

@@ -194,7 +194,7 @@ def summarise(record: Record) -> None:
 def change_kinds(
     before: Record | None, after: Record, score_thresholds: Iterable[float]
 ) -> list[str]:
-    """What about this change matters to alerting (issue 4: emitted for the alert engine)."""
+    """What about this change matters to alerting (announced to the alert engine)."""
     if before is None:
         return ["new_record"]
     kinds: list[str] = []

@@ -1,4 +1,4 @@
-"""The periodic re-score: keep stored indicator scores current as they decay (issue 4).
+"""The periodic re-score: keep stored indicator scores current as they decay (DOMAIN.md "Score").
 
 Decay (DOMAIN.md "Score") moves every score with time alone, but the store can
 only sort and filter on a stored value. So each record carries
@@ -17,9 +17,12 @@ only sort and filter on a stored value. So each record carries
   fresher record, already scored at its write, so it is skipped, never retried;
 - publishes a ``score_crossing`` change on ``intel.records.changes`` when a
   score falls through an alerting threshold, as the correlator does, marked
-  ``cause: decay`` (the alert engine never opens or re-opens an alert on it).
-  It is published after the write: if the bus fails then, that one crossing
-  is not announced again (the stored record is current regardless);
+  ``cause: decay`` (the alert engine never opens or re-opens an alert on it),
+  through the outbox (records/changes.py): noted before the write, announced
+  by the correlators' sweep if the publish fails;
+- sends a record it cannot re-score (``record_problem``: damaged in the store)
+  to ``intel.dlq`` with the reason and goes on with the others; a bug stops
+  the pass and is reported, never dead-lettered;
 - reads at most ``max_rate`` records/s (setting ``rescore_max_rate``) so a
   backlog (e.g. after downtime) drains without starving ingestion of the store.
 
@@ -37,19 +40,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from core import names
 from core.clock import Clock, format_timestamp
-from core.errors import BusUnavailable, StoreUnavailable
+from core.consuming import DeadLetter
+from core.errors import Unavailable
+from core.indicators import RecordChange, record_change
 from core.ports import Bus, Filter, Hit, Missing, Put, Query, Range, Sort, Store, Stored, Term
-from correlate import merge, outbox
-from correlate.outbox import change_messages
+from correlate import merge
 from correlate.score import (
     SCORE_THRESHOLDS,
     AgencyProfile,
     Scorer,
     apply_decay,
     liveness_changed,
+    record_problem,
 )
+from records.changes import ChangeAnnouncer
+from records.outbox import Outbox
 
 #: What a re-score changes; a record whose three are unchanged is not written.
 _RESCORED = ("score", "state", "next_rescore_at")
@@ -71,6 +80,7 @@ class RescoreResult:
     full: int = 0
     crossings: int = 0
     pages: int = 0
+    dead_lettered: int = 0
 
     def add(self, other: RescoreResult) -> None:
         for name in self.__dataclass_fields__:
@@ -110,6 +120,7 @@ class Rescorer:
         *,
         page_size: int = PAGE_SIZE,
         max_rate: float | None = None,
+        changes: ChangeAnnouncer | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -119,6 +130,7 @@ class Rescorer:
         self.page_size = page_size
         self.max_rate = max_rate
         """Records per second a pass may read (None: as fast as the store answers)."""
+        self.changes = changes or ChangeAnnouncer(store, bus, Outbox(store, clock))
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
         """A pass every ``interval_s`` until ``stop``; an unavailable backend backs off."""
@@ -132,7 +144,7 @@ class Rescorer:
                         "re-score: %d due, %d written, %d conflicts, %d crossings",
                         result.due, result.written, result.conflicts, result.crossings,
                     )  # fmt: skip
-            except (StoreUnavailable, BusUnavailable) as exc:  # transient: back off
+            except Unavailable as exc:  # transient: back off
                 log.warning("re-score pass failed, next in %.0fs: %s", backoff, exc)
                 backoff = min(backoff * 2, max(MAX_BACKOFF_S, interval_s))
             stop.wait(backoff)
@@ -176,7 +188,8 @@ class Rescorer:
         """
         result = RescoreResult(pages=1)
         puts: list[Put] = []
-        changes: dict[str, dict[str, Any]] = {}
+        changes: dict[str, RecordChange] = {}
+        dead: list[DeadLetter] = []
         at = format_timestamp(now)
         for current in page:
             key = current.key
@@ -185,32 +198,35 @@ class Rescorer:
                 continue
             result.due += 1
             record = current.doc  # this page's own copy: re-scored in place
+            problem = record_problem(record)
+            if problem is not None:
+                # One damaged record must not stop every other record's re-score.
+                dead.append(DeadLetter(key, orjson.dumps(record), f"record {key}: {problem}"))
+                continue
             before = merge.change_basis(record)
             was = [record.get(f) for f in _RESCORED]
-            try:
-                if liveness_changed(record, now):
-                    self.scorer.apply(record, self.agency_profile, now)
-                    result.full += 1
-                else:
-                    apply_decay(record, now)
-                kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
-            except (KeyError, TypeError, ValueError) as exc:
-                # One malformed record must not stop every other record's re-score.
-                log.error("re-score: cannot re-score %s: %r", key, exc)
-                result.skipped += 1
-                continue
+            if liveness_changed(record, now):
+                self.scorer.apply(record, self.agency_profile, now)
+                result.full += 1
+            else:
+                apply_decay(record, now)
+            kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
             if [record.get(f) for f in _RESCORED] == was:
                 result.skipped += 1
                 continue
             puts.append(Put(key=key, doc=record, expected=current.version))
             if "score_crossing" in kinds:
                 # "cause" lets the alert engine tell decay from new intelligence.
-                changes[key] = {
-                    "key": key, "kinds": kinds, "at": at, "record": record, "cause": "decay",
-                }  # fmt: skip
+                changes[key] = record_change(key, kinds, at, record, cause="decay")
+        if dead:
+            self.bus.publish(names.TOPIC_DLQ, [d.outgoing("rescore") for d in dead])
+            result.dead_lettered = len(dead)
+            log.warning(
+                "re-score: dead-lettered %d damaged record(s): %s", len(dead), dead[0].reason
+            )
         if not puts:
             return result
-        notes = [outbox.note(self.store, list(changes.values()), now)] if changes else []
+        notes = [self.changes.note(list(changes.values()))] if changes else []
         outcomes = self.store.put_many(names.INDEX_INDICATORS, puts)
         failed = [r.key for r in outcomes if not r.ok and not r.conflict]
         conflicted = {r.key for r in outcomes if r.conflict}
@@ -219,10 +235,8 @@ class Rescorer:
         if failed:
             log.warning("re-score: store refused %d write(s), e.g. %s", len(failed), failed[:3])
         announced = [c for k, c in changes.items() if k not in conflicted and k not in failed]
-        if announced:
-            self.bus.publish(names.TOPIC_CHANGES, change_messages(announced))
-            result.crossings = len(announced)
-        outbox.published(self.store, notes)
+        self.changes.publish(announced, notes)
+        result.crossings = len(announced)
         return result
 
 

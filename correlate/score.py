@@ -15,6 +15,7 @@ from typing import Any
 
 from core import scoring
 from core.clock import format_timestamp, parse_timestamp
+from core.scoring import current_score
 
 #: Score values whose crossing is a change the alert engine hears about.
 SCORE_THRESHOLDS = (50.0, 70.0, 80.0, 85.0, 90.0)
@@ -113,21 +114,56 @@ class Scorer:
         record["next_rescore_at"] = next_rescore_at(record, now)
 
 
-def current_score(record: dict[str, Any], now: datetime) -> float:
-    """The record's score at ``now``, from its stored components (read-time decay)."""
-    components = record.get("components") or {}
-    if record.get("state") != "active" or not components.get("anchor"):
-        return float(record.get("score") or 0.0)
-    live_until = components.get("live_until")
-    if live_until and parse_timestamp(live_until) <= now:
-        return 0.0
-    anchor = parse_timestamp(components["anchor"])
-    value = scoring.decayed(
-        float(components["base"]), anchor, components["tau_days"], components["delta"], now
-    )
-    if components.get("capped_by"):
-        value = min(value, scoring.WARNINGLIST_CAP)
-    return round(value, 3)
+def _timestamp_problem(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{what} is not a timestamp"
+    try:
+        parse_timestamp(value)
+    except ValueError:
+        return f"{what} {value[:40]!r} is not a timestamp"
+    return None
+
+
+def record_problem(record: Any) -> str | None:
+    """Why a stored record cannot be re-scored; None when it can.
+
+    Checks exactly what ``Scorer.apply`` and ``apply_decay`` read, so a record
+    damaged in the store is dead-lettered with a reason instead of being taken
+    for a bug (and a bug is never taken for a damaged record).
+    """
+    if not isinstance(record, dict):
+        return "record is not a JSON object"
+    for name in ("observable_type", "value"):
+        if not isinstance(record.get(name), str):
+            return f"record has no string {name}"
+    sources = record.get("sources")
+    if not isinstance(sources, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("agency"), str) for s in sources
+    ):
+        return "record sources are not a list of reports with an agency"
+    for source in sources:
+        problem = _timestamp_problem(source.get("valid_until"), "a source's valid_until")
+        if problem:
+            return problem
+    if not isinstance(record.get("score", 0.0), int | float):
+        return "record score is not a number"
+    components = record.get("components")
+    if components is not None:
+        if not isinstance(components, dict):
+            return "record components are not an object"
+        for name in ("base", "tau_days", "delta"):
+            if components.get("anchor") and not isinstance(components.get(name), int | float):
+                return f"record components have no numeric {name}"
+        problem = _timestamp_problem(components.get("anchor"), "components.anchor")
+        if problem:
+            return problem
+    for name in ("scored_at", "last_report_at", "last_sighting_at"):
+        problem = _timestamp_problem(record.get(name), name)
+        if problem:
+            return problem
+    return None
 
 
 def next_rescore_at(record: dict[str, Any], now: datetime) -> str | None:

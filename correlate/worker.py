@@ -1,23 +1,28 @@
 """The correlation worker: ``intel.stix.raw`` in, scored records in the store.
 
-It only decodes, calls the pure functions of ``correlate.merge`` /
-``correlate.score`` and writes (STYLE.md 6). Guarantees (ARCHITECTURE.md):
+A stage of the one consumer loop (core/consuming.py): it only decodes, calls
+the pure functions of ``correlate.merge`` / ``correlate.score`` and writes
+(STYLE.md 6). Guarantees (ARCHITECTURE.md):
 - offsets are committed only after the store acknowledged every write;
 - the store down -> no commit, back off, retry (rewind to the last commit);
-- poison -> ``intel.dlq`` with its reason, then committed;
-- optimistic concurrency: a conflicting write re-reads and re-applies, so two
-  workers on different partitions never lose an update of a shared record;
+- poison (an undecodable message, an object with no usable pattern) ->
+  ``intel.dlq`` with its reason, the rest of the batch goes on; a bug is never
+  taken for poison;
+- optimistic concurrency (records/rmw.py): a conflicting write re-reads and
+  re-applies, so two workers on different partitions never lose an update of
+  a shared record;
 - idempotent: re-applying a report already merged changes nothing, so a
-  replay from offset 0 leaves the records as they were.
+  replay from offset 0 leaves the records as they were;
+- record changes are noted in the outbox before the write and published after
+  it (records/changes.py), so the alert engine hears of every change.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,15 +31,19 @@ import orjson
 
 from core import envelope, names
 from core.clock import Clock, format_timestamp
-from core.consuming import consume_until, drain_until_idle
+from core.consuming import ConsumerStage, DeadLetter, Handled
 from core.envelope import Accepted
-from core.errors import InvalidPattern, StoreUnavailable
+from core.errors import InvalidPattern
+from core.indicators import RecordChange, record_change
 from core.observables import observables
 from core.policy import SharingPolicy, record_audience
-from core.ports import Bus, Consumer, Incoming, Outgoing, Put, Store, Stored, Version
+from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
-from correlate import merge, outbox
-from correlate.objects import (
+from core.settings import OutboxSettings, WritesSettings
+from correlate import merge
+from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
+from records.changes import ChangeAnnouncer
+from records.objects import (
     note_references,
     object_key,
     references_to,
@@ -42,24 +51,27 @@ from correlate.objects import (
     version_of,
     versions_of,
 )
-from correlate.outbox import change_messages
-from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
+from records.outbox import Outbox
+from records.rmw import Contention, read_modify_write
 
 log = logging.getLogger("threatbay.correlate")
 
 LINK_FIELDS = {"malware": "malware", "campaign": "campaigns", "intrusion-set": "intrusion_sets"}
-MAX_CONFLICT_RETRIES = 20
 
 
 @dataclass
 class BatchResult:
     objects: int = 0
     records_written: int = 0
-    dead_lettered: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
     conflicts: int = 0
-    changes: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[RecordChange] = field(default_factory=list)
     #: change-outbox notes of this batch's writes, removed once the changes are published
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def dead_lettered(self) -> int:
+        return len(self.dead)
 
 
 @dataclass
@@ -73,6 +85,22 @@ class _Work:
 
     def keys(self) -> set[str]:
         return set(self.reports) | set(self.sightings) | set(self.links)
+
+
+def object_problem(obj: Any) -> str | None:
+    """Why an accepted object cannot be correlated; None when it can.
+
+    Ingest validated every object already (ingest/validate.py); this guards the
+    fields correlation reads against anything else that reached the topic.
+    """
+    if not isinstance(obj, dict):
+        return "object is not a JSON object"
+    if not isinstance(obj.get("id"), str) or not isinstance(obj.get("type"), str):
+        return "object has no string id or type"
+    if obj["type"] == "indicator" and obj.get("pattern_type", "stix") == "stix":
+        if not isinstance(obj.get("pattern"), str):
+            return "indicator has no string pattern"
+    return None
 
 
 class RecentRecords:
@@ -98,7 +126,7 @@ class RecentRecords:
                 found[key] = Stored(key=key, doc=orjson.loads(item[0]), version=item[1])
         return found
 
-    def remember(self, key: str, doc: dict[str, Any], version: Version) -> None:
+    def remember(self, key: str, doc: Mapping[str, Any], version: Version) -> None:
         self._items[key] = (orjson.dumps(doc), version)
         self._items.move_to_end(key)
         while len(self._items) > self.capacity:
@@ -108,8 +136,12 @@ class RecentRecords:
         self._items.pop(key, None)
 
 
-class Correlator:
+class Correlator(ConsumerStage):
     """Consumes accepted objects and maintains one record per canonical observable."""
+
+    name = "correlator"
+    topic = names.TOPIC_RAW
+    group = names.GROUP_CORRELATOR
 
     def __init__(
         self,
@@ -119,6 +151,11 @@ class Correlator:
         agency_profile: Callable[[str], AgencyProfile],
         scorer: Scorer,
         sharing: SharingPolicy,
+        *,
+        changes: ChangeAnnouncer | None = None,
+        writes: WritesSettings | None = None,
+        outbox: OutboxSettings | None = None,
+        batch_size: int = 200,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -126,6 +163,12 @@ class Correlator:
         self.agency_profile = agency_profile
         self.scorer = scorer
         self.sharing = sharing
+        self.writes = writes or WritesSettings()
+        self.outbox_settings = outbox or OutboxSettings()
+        self.changes = changes or ChangeAnnouncer(
+            store, bus, Outbox(store, clock, self.outbox_settings)
+        )
+        self.batch_size = batch_size
         self.recent = RecentRecords()
         self._next_sweep = 0.0  # monotonic time of the next change-outbox sweep
         # One long-lived thread (not one per batch: every new thread would open its own
@@ -134,41 +177,28 @@ class Correlator:
 
     # ----------------------------------------------------------------- loop
 
-    def run(self, stop: threading.Event, *, from_beginning: bool = False) -> None:
-        """Consume until ``stop`` is set; transient store failures back off and retry."""
-        consumer = self.bus.consumer(
-            names.TOPIC_RAW, names.GROUP_CORRELATOR, from_beginning=from_beginning
-        )
-        consume_until(stop, consumer, self.step, log)
-
-    def step(self, consumer: Consumer, max_records: int = 200, timeout_s: float = 0.5) -> int:
-        """Process one polled batch; commit only after the store acknowledged it."""
+    def housekeeping(self) -> None:
+        """Announce record changes a failed write left in the outbox (at start, then every
+        ``outbox.sweep_interval_s``)."""
         if time.monotonic() >= self._next_sweep:
-            outbox.announce_pending(self.store, self.bus, self.clock.now())
-            self._next_sweep = time.monotonic() + outbox.SWEEP_INTERVAL_S
-        messages = consumer.poll(max_records=max_records, timeout_s=timeout_s)
-        if not messages:
-            return 0
-        result = self.process(messages)
-        consumer.commit()
-        return result.objects
+            self.changes.announce_pending()
+            self._next_sweep = time.monotonic() + self.outbox_settings.sweep_interval_s
 
-    def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
-        """Process until the topic has been empty for ``idle_polls`` polls (tests, replay)."""
-        return drain_until_idle(lambda: self.step(consumer, timeout_s=0.2), idle_polls)
+    def handle(self, messages: Sequence[Incoming]) -> Handled:
+        result = self.process(messages)
+        return Handled(result.dead, result.objects)
 
     # ---------------------------------------------------------------- batch
 
-    def process(self, messages: list[Incoming]) -> BatchResult:
+    def process(self, messages: Sequence[Incoming]) -> BatchResult:
         """Decode, merge, score and write one batch of bus messages."""
         result = BatchResult()
         accepted: list[Accepted] = []
-        poison: list[Outgoing] = []
         for message in messages:
             try:
                 accepted.extend(envelope.decode(message.value))
             except ValueError as exc:
-                poison.append(_dead_letter(message.key, message.value, str(exc), message))
+                result.dead.append(DeadLetter.of(message, str(exc)))
         result.objects = len(accepted)
 
         work = _Work()
@@ -178,25 +208,26 @@ class Correlator:
         good: list[Accepted] = []
         for item in accepted:
             obj = item.obj
-            try:
-                kind = obj.get("type")
-                if kind == "indicator":
-                    self._indicator(work, item)
-                elif (ref := reference_of(obj, item.provenance)) is not None:
-                    indicator_id, sighting, link = ref
-                    if sighting is not None:
-                        sighting_refs.setdefault(indicator_id, []).append(sighting)
-                    if link is not None:
-                        link_refs.setdefault(indicator_id, []).append(link)
-                    _note(referrers, indicator_id, item)
-                good.append(item)
-            except (InvalidPattern, KeyError, TypeError, ValueError) as exc:
+            problem = object_problem(obj)
+            if problem is None:
+                try:
+                    if obj["type"] == "indicator":
+                        self._indicator(work, item)
+                except InvalidPattern as exc:
+                    problem = str(exc)
+            if problem is not None:
                 raw = orjson.dumps({"object": obj, "provenance": item.provenance.to_dict()})
-                poison.append(_dead_letter(str(obj.get("id", "")), raw, f"{exc}", None))
-
-        if poison:
-            self.bus.publish(names.TOPIC_DLQ, poison)
-            result.dead_lettered = len(poison)
+                object_id = obj.get("id") if isinstance(obj, dict) else None
+                result.dead.append(DeadLetter(str(object_id or ""), raw, problem))
+                continue
+            if (ref := reference_of(obj, item.provenance)) is not None:
+                indicator_id, sighting, link = ref
+                if sighting is not None:
+                    sighting_refs.setdefault(indicator_id, []).append(sighting)
+                if link is not None:
+                    link_refs.setdefault(indicator_id, []).append(link)
+                _note(referrers, indicator_id, item)
+            good.append(item)
 
         # The objects index (TAXII out) and the records are independent within a batch:
         # sightings / links name indicators stored by earlier, committed batches or
@@ -204,26 +235,24 @@ class Correlator:
         # one's store round trips with the other's Python work; both finish before
         # the caller commits.
         objects_done = self._objects_writer.submit(
-            store_objects, self.store, good, self.clock, self.sharing
+            store_objects, self.store, good, self.clock, self.sharing, self.writes
         )
         try:
             # References are noted before the named indicators' versions are read,
             # and an indicator's versions are stored before its references are read
             # (below): of a sighting and its indicator handled at the same moment by
             # two workers, one always sees the other.
-            note_references(self.store, referrers)
+            note_references(self.store, referrers, self.writes)
             keys_of = self._resolve_refs(work, sighting_refs, link_refs)
             self._write_records(work, result)
         finally:
             objects_done.result()
-        new_ids = sorted({i.obj["id"] for i in good if i.obj.get("type") == "indicator"})
+        new_ids = sorted({i.obj["id"] for i in good if i.obj["type"] == "indicator"})
         if new_ids:
             late = self._attach_earlier(keys_of, new_ids, referrers)
             if late.keys():
                 self._write_records(late, result)
-        if result.changes:
-            self.bus.publish(names.TOPIC_CHANGES, change_messages(result.changes))
-        outbox.published(self.store, result.notes)
+        self.changes.publish(result.changes, result.notes)
         return result
 
     def _indicator(self, work: _Work, item: Accepted) -> None:
@@ -314,69 +343,62 @@ class Correlator:
         return late
 
     def _write_records(self, work: _Work, result: BatchResult) -> None:
-        pending = work.keys()
+        """Merge, score and write the records ``work`` touches (records/rmw.py)."""
         now = self.clock.now()
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            if not pending:
-                return
-            existing = self.recent.lookup(pending) if attempt == 0 else {}
-            unknown = sorted(k for k in pending if k not in existing)
-            if unknown:
-                existing |= self.store.get_many(names.INDEX_INDICATORS, unknown)
-            puts: list[Put] = []
-            changes: dict[str, dict[str, Any]] = {}
-            for key in sorted(pending):
-                stored = existing.get(key)
-                # ``stored.doc`` was just read (store or LRU): merged into in place.
-                record = stored.doc if stored else None
-                before = merge.change_basis(record) if record is not None else None
-                if record is None:
-                    observable = work.observables.get(key)
-                    if observable is None:
-                        continue  # a sighting/link for a record that vanished
-                    record = merge.new_record(observable)
-                changed = False
-                for report in work.reports.get(key, []):
-                    changed |= merge.apply_report(record, report)
-                for sighting in work.sightings.get(key, []):
-                    changed |= merge.apply_sighting(record, sighting)
-                for link_field, ref in work.links.get(key, []):
-                    changed |= merge.link(record, link_field, ref)
-                if not changed:
-                    continue
-                merge.summarise(record)
-                self.scorer.apply(record, self.agency_profile, now)
-                record["audience"] = record_audience(self.sharing, record)
-                puts.append(Put(key=key, doc=record, expected=stored.version if stored else None))
-                kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
-                changes[key] = {
-                    "key": key,
-                    "kinds": kinds,
-                    "at": format_timestamp(now),
-                    "record": record,
-                }
-            if not puts:
-                return
-            # Noted before the write: a retried batch finds its reports merged already and
-            # would announce nothing (correlate/outbox.py).
-            result.notes.append(outbox.note(self.store, list(changes.values()), now))
-            results = self.store.put_many(names.INDEX_INDICATORS, puts)
-            for put, outcome in zip(puts, results, strict=True):
-                if outcome.ok and outcome.version is not None:
-                    self.recent.remember(put.key, put.doc, outcome.version)
-                else:
-                    self.recent.forget(put.key)
-            conflicted = {r.key for r in results if r.conflict}
-            failed = [r.key for r in results if not r.ok and not r.conflict]
-            if failed:
-                raise StoreUnavailable(f"store refused writes for {failed[:5]}")
-            result.records_written += len(puts) - len(conflicted)
-            result.conflicts += len(conflicted)
-            result.changes.extend(c for k, c in changes.items() if k not in conflicted)
-            pending = conflicted
-            if pending:
-                time.sleep(0.005)
-        raise StoreUnavailable(f"gave up after {MAX_CONFLICT_RETRIES} conflicting writes")
+        staged: dict[str, RecordChange] = {}
+
+        def change(key: str, stored: Stored | None) -> Put | None:
+            # ``stored.doc`` was just read (store or LRU): merged into in place.
+            record = stored.doc if stored else None
+            before = merge.change_basis(record) if record is not None else None
+            if record is None:
+                observable = work.observables.get(key)
+                if observable is None:
+                    return None  # a sighting/link for a record that vanished
+                record = merge.new_record(observable)
+            changed = False
+            for report in work.reports.get(key, []):
+                changed |= merge.apply_report(record, report)
+            for sighting in work.sightings.get(key, []):
+                changed |= merge.apply_sighting(record, sighting)
+            for link_field, ref in work.links.get(key, []):
+                changed |= merge.link(record, link_field, ref)
+            if not changed:
+                staged.pop(key, None)
+                return None
+            merge.summarise(record)
+            self.scorer.apply(record, self.agency_profile, now)
+            record["audience"] = record_audience(self.sharing, record)
+            kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
+            staged[key] = record_change(key, kinds, format_timestamp(now), record)
+            return Put(key=key, doc=record, expected=stored.version if stored else None)
+
+        def note(puts: list[Put]) -> None:
+            # Noted before the write: a retried batch finds its reports merged already
+            # and would announce nothing (records/outbox.py).
+            result.notes.append(self.changes.note([staged[p.key] for p in puts]))
+
+        pending = sorted(work.keys())
+        contention = Contention()
+        written = read_modify_write(
+            self.store,
+            names.INDEX_INDICATORS,
+            pending,
+            change,
+            known=self.recent.lookup(pending),
+            before_write=note,
+            writes=self.writes,
+            contention=contention,
+        )
+        result.conflicts += contention.conflicts
+        for key in pending:
+            outcome = written.get(key)
+            if outcome is not None and outcome.version is not None and key in staged:
+                self.recent.remember(key, staged[key]["record"], outcome.version)
+            elif key in staged:
+                self.recent.forget(key)
+        result.records_written += len(written)
+        result.changes.extend(staged[k] for k in written)
 
 
 def reference_of(
@@ -406,16 +428,3 @@ def _note(referrers: dict[str, dict[str, dict[str, Any]]], ref: str, item: Accep
         "object": item.obj,
         "provenance": item.provenance.to_dict(),
     }
-
-
-def _dead_letter(key: str, value: bytes, reason: str, message: Incoming | None) -> Outgoing:
-    headers = {"reason": reason[:1000]}
-    if message is not None:
-        headers.update(
-            {
-                "source-topic": message.topic,
-                "source-partition": str(message.partition),
-                "source-offset": str(message.offset),
-            }
-        )
-    return Outgoing(key=key or "unknown", value=value, headers=headers)

@@ -115,7 +115,7 @@ class CsvMapping(_Strict):
 
 
 class FeedConfig(_Strict):
-    """One external feed (issue 7 "Feeds")."""
+    """One external feed."""
 
     name: str
     kind: FeedKind

@@ -9,7 +9,7 @@ accept at all (bus down) stops the pull with the cursor before that batch.
 
 A failing feed (unreachable, HTTP errors, wrong credentials, malformed data)
 is reported per feed and retried after an exponential, capped backoff; it
-never stops the other feeds (issue 7 "Feeds").
+never stops the other feeds.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from core.access import Agency, Principal
 from core.clock import Clock, parse_timestamp
 from feeds.base import Batch, Puller
 from feeds.config import FeedConfig, FeedRegistry
-from feeds.cursors import FeedCursors
 from feeds.http import FeedFailure, describe_failure
 from feeds.prepare import prepare_objects
+from records.feed_cursors import FeedCursors
 
 log = logging.getLogger("threatbay.feeds")
 

@@ -1,4 +1,4 @@
-"""Upgrade STIX 2.0 objects to STIX 2.1 on the way in (issue 7: most producer feeds are 2.0).
+"""Upgrade STIX 2.0 objects to STIX 2.1 on the way in (most public producer feeds are 2.0).
 
 The stix2 library reads both versions but converts neither way, and
 stix2-elevator only elevates STIX 1.x, so this is a small explicit converter

@@ -1,9 +1,9 @@
 """The push path: validate, stamp provenance, publish to ``intel.stix.raw``.
 
-Issue 3 "The push path" and ARCHITECTURE.md "Guarantees": an object is a
-success only once the bus durably acknowledged it; a failed publish makes
-every object of that publish a per-object failure (never a silent 202).
-One bad object never fails its neighbours.
+ARCHITECTURE.md "Guarantees": an object is a success only once the bus
+durably acknowledged it; a failed publish makes every object of that publish a
+per-object failure (never a silent 202) and says so in ``unavailable``. One bad
+object never fails its neighbours.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class PushResult:
     request_timestamp: str
     successes: list[Outcome] = field(default_factory=list)
     failures: list[Outcome] = field(default_factory=list)
+    #: why the bus did not acknowledge the publish (every accepted object then failed)
+    unavailable: str | None = None
 
     @property
     def total(self) -> int:
@@ -118,6 +120,7 @@ def push_objects(
         bus.publish(TOPIC_RAW, envelope.encode(accepted))
     except BusUnavailable as exc:
         message = f"not accepted: the bus did not acknowledge ({exc}); retry"
+        result.unavailable = str(exc)
         result.failures.extend(
             Outcome(a.obj["id"], object_version(a.obj), message) for a in accepted
         )

@@ -1,4 +1,4 @@
-"""Per-object validation on the push path (issue 3 "The push path").
+"""Per-object validation on the push path: each bad object answered precisely.
 
 Structure by ``core.stix.object_error`` (dict look-ups, no ``stix2.parse``),
 then the STIX pattern of every indicator with ``pattern_type`` ``stix`` by

@@ -1,36 +1,56 @@
 """The one place that wires stages and backends (cosmicpython ``bootstrap.py``).
 
 Nothing is built at import time; tests pass their own clock and backends.
+
+- ``build(settings)``: the ``Services`` of this process, the backends chosen by
+  URL (faust ``by_url``): ``kafka://`` or ``sqlite:///`` for the bus,
+  ``http(s)://`` or ``sqlite:///`` for the store;
+- ``correlator_for`` / ``rescorer_for`` / ``alert_engine_for`` /
+  ``notifier_for`` / ``deliverer_for``: each stage over those services and the
+  record books built once for them (``records.books.records_of``);
+- ``Loops``: the background loops of a process, supervised: a loop that
+  crashes (a bug: core/consuming.py) is restarted with backoff, and its crash
+  count and last error are kept for ``threatbay status`` and ``/readyz``;
+- ``serve_all`` (every stage in one process: the embedded default and the
+  single-machine production mode) and one entry point per stage for the
+  production stack (deploy/compose.yaml).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from core.clock import Clock, SystemClock
 from core.crossborder import default_whitelist, whitelist_from_yaml_text
+from core.errors import UnknownAgency
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
+from core.services import Services
 from core.settings import Settings
+from correlate.alerter import AlertEngine, run_escalation
+from correlate.rescore import Rescorer
+from correlate.score import AgencyProfile, Scorer
+from correlate.warninglists import Warninglists
+from correlate.worker import Correlator
+from notify.deliverer import Deliverer
+from notify.notifier import Notifier
+from records.books import records_of
+
+__all__ = ["Services", "build"]
+
+log = logging.getLogger("threatbay")
+
+#: Alert-list page reuse on a near-real-time store (search lags writes by a refresh anyway).
+NEAR_REAL_TIME_PAGE_TTL_S = 0.5
 
 
-@dataclass
-class Services:
-    """Everything a stage needs, built once per process."""
-
-    settings: Settings
-    bus: Bus
-    store: Store
-    clock: Clock = field(default_factory=SystemClock)
-    sharing: SharingPolicy = field(default_factory=lambda: SharingPolicy(default_whitelist()))
-    audit: Any = None
-
-    def close(self) -> None:
-        if self.audit is not None:
-            self.audit.close()
-        self.bus.close()
-        self.store.close()
+# ------------------------------------------------------------------ backends
 
 
 def bus_from_url(url: str, settings: Settings) -> Bus:
@@ -72,6 +92,9 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Servi
     settings = settings or Settings()
     settings.check_production()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.api.alert_page_ttl_s is None:
+        near_real_time = settings.store_url.startswith(("http:", "https:"))
+        settings.api.alert_page_ttl_s = NEAR_REAL_TIME_PAGE_TTL_S if near_real_time else 0.0
     return Services(
         settings=settings,
         bus=bus_from_url(settings.bus_url, settings),
@@ -79,3 +102,281 @@ def build(settings: Settings | None = None, clock: Clock | None = None) -> Servi
         clock=clock or SystemClock(),
         sharing=sharing_policy(settings),
     )
+
+
+# -------------------------------------------------------------------- stages
+
+
+def agency_profiles(services: Services) -> Callable[[str], AgencyProfile]:
+    """Reliability and default confidence of an agency, cached for ``api.agency_profile_ttl_s``."""
+    registry = records_of(services).agencies
+    ttl_s = services.settings.api.agency_profile_ttl_s
+    cache: dict[str, tuple[float, AgencyProfile]] = {}
+    lock = threading.Lock()
+
+    def profile(agency_id: str) -> AgencyProfile:
+        now = time.monotonic()
+        with lock:
+            hit = cache.get(agency_id)
+        if hit and now - hit[0] < ttl_s:
+            return hit[1]
+        try:
+            agency = registry.get(agency_id)
+            found = AgencyProfile(agency.reliability, agency.default_confidence)
+        except UnknownAgency:
+            found = AgencyProfile()
+        with lock:
+            cache[agency_id] = (now, found)
+        return found
+
+    return profile
+
+
+@functools.cache
+def shared_warninglists() -> Warninglists:
+    """The MISP warninglists, loaded once per process (~10 s: pymispwarninglists parses JSON)."""
+    return Warninglists()
+
+
+class _WarninglistsOnDemand:
+    """The shared warninglists, loaded (~10 s) only if a record lacks its stored hits."""
+
+    def hits(self, observable_type: str, value: str, path: str = "value") -> list[str]:
+        return shared_warninglists().hits(observable_type, value, path)
+
+
+def correlator_for(services: Services) -> Correlator:
+    """The correlation worker wired to this process's services."""
+    s = services.settings
+    return Correlator(
+        services.bus,
+        services.store,
+        services.clock,
+        agency_profiles(services),
+        Scorer(shared_warninglists()),
+        services.sharing,
+        changes=records_of(services).changes,
+        writes=s.writes,
+        outbox=s.outbox,
+        batch_size=s.consumer.correlator_batch,
+    )
+
+
+def rescorer_for(services: Services) -> Rescorer:
+    """The periodic re-score wired to this process's services."""
+    return Rescorer(
+        services.store,
+        services.bus,
+        services.clock,
+        Scorer(_WarninglistsOnDemand()),
+        agency_profiles(services),
+        max_rate=services.settings.rescore_max_rate or None,
+        changes=records_of(services).changes,
+    )
+
+
+def alert_engine_for(services: Services) -> AlertEngine:
+    """The alert engine over this process's alert book and the operator's rule file."""
+    from correlate.rules import load_ruleset
+
+    rules = load_ruleset(services.settings.alert_rules_file)  # validated: fails at start-up
+    return AlertEngine(
+        records_of(services).alerts, rules, batch_size=services.settings.consumer.alerter_batch
+    )
+
+
+def notifier_for(services: Services) -> Notifier:
+    books = records_of(services)
+    return Notifier(
+        services.store,
+        services.bus,
+        services.clock,
+        services.sharing,
+        registry=books.agencies,
+        audit=books.audit,
+        batch_size=services.settings.consumer.notifier_batch,
+    )
+
+
+def deliverer_for(services: Services) -> Deliverer:
+    return Deliverer(services.store, services.clock, settings=services.settings.webhooks)
+
+
+# --------------------------------------------------------------------- loops
+
+
+@dataclass
+class LoopHealth:
+    """What the supervisor knows of one loop."""
+
+    name: str
+    running: bool = False
+    crashes: int = 0
+    last_error: str | None = None
+    last_crash_at: float | None = None
+
+
+@dataclass
+class Loops:
+    """Background loops of one process, supervised and stopped together."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    health: dict[str, LoopHealth] = field(default_factory=dict)
+    max_restart_delay_s: float = 60.0
+
+    def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        health = self.health[name] = LoopHealth(name)
+
+        def supervised() -> None:
+            delay = 1.0
+            while not self.stop.is_set():
+                health.running = True
+                try:
+                    target(self.stop)
+                    return
+                except Exception as exc:  # a loop must never die silently
+                    health.crashes += 1
+                    health.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    health.last_crash_at = time.time()
+                    if health.crashes == 1:
+                        log.exception("loop %s crashed; restarting in %.0f s", name, delay)
+                    else:
+                        log.error(
+                            "loop %s crashed again (%d times): %s; restarting in %.0f s",
+                            name, health.crashes, health.last_error, delay,
+                        )  # fmt: skip
+                finally:
+                    health.running = False
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.max_restart_delay_s)
+
+        thread = threading.Thread(target=supervised, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def start_correlator(services: Services, loops: Loops, *, from_beginning: bool = False) -> None:
+    correlator = correlator_for(services)
+    loops.start("correlator", lambda stop: correlator.run(stop, from_beginning=from_beginning))
+
+
+def start_rescorer(services: Services, loops: Loops) -> None:
+    rescorer = rescorer_for(services)
+    interval = services.settings.rescore_interval_s
+    loops.start("rescore", lambda stop: rescorer.run(stop, interval))
+
+
+def start_alerter(services: Services, loops: Loops) -> None:
+    """Alert engine, escalation tick (with the alert outbox sweep), notifier and deliverer."""
+    engine = alert_engine_for(services)
+    notifier = notifier_for(services)
+    deliverer = deliverer_for(services)
+    every = services.settings.alerts.escalation_interval_s
+    idle = engine.ruleset.idle_expiry
+    book = records_of(services).alerts
+    loops.start("alerter", engine.run)
+    loops.start("escalation", lambda stop: run_escalation(book, stop, every, idle))
+    loops.start("notifier", notifier.run)
+    loops.start("deliverer", deliverer.run)
+
+
+# ----------------------------------------------------------------- processes
+
+
+def _uvicorn(services: Services, host: str, port: int, loops: Loops) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(services, loops=loops)
+    print(f"ThreatBay listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    print(f"  bus:   {services.settings.bus_url}\n  store: {services.settings.store_url}")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        loops.shutdown()
+        records_of(services).close()
+        services.close()
+
+
+def first_run_hint(services: Services) -> str | None:
+    """What a new user should do next when no agency is registered yet."""
+    if records_of(services).agencies.list():
+        return None
+    return (
+        "No agency is registered yet. To see the whole mechanism with three simulated agencies\n"
+        "(GD, HK, MO) in one minute, stop this and run:   threatbay demo\n"
+        "To register a real agency:   threatbay agency add --help"
+    )
+
+
+def serve_all(settings: Settings, host: str, port: int) -> None:
+    """API + correlator + re-score + alert engine + notifier in one process."""
+    services = build(settings)
+    hint = first_run_hint(services)
+    if hint:
+        print(hint)
+    loops = Loops()
+    start_correlator(services, loops)
+    start_rescorer(services, loops)
+    start_alerter(services, loops)
+    _uvicorn(services, host, port, loops)
+
+
+def serve_api(settings: Settings, host: str, port: int) -> None:
+    services = build(settings)
+    _uvicorn(services, host, port, Loops())
+
+
+def _run_until_signal(services: Services, loops: Loops) -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    loops.shutdown()
+    records_of(services).close()
+    services.close()
+
+
+def run_correlator(settings: Settings, *, from_beginning: bool = False) -> None:
+    services = build(settings)
+    loops = Loops()
+    start_correlator(services, loops, from_beginning=from_beginning)
+    print(f"correlator consuming {settings.bus_url} -> {settings.store_url}")
+    _run_until_signal(services, loops)
+
+
+def run_rescorer(settings: Settings) -> None:
+    """Only the periodic re-score (run one per deployment; more only add conflicts)."""
+    services = build(settings)
+    loops = Loops()
+    start_rescorer(services, loops)
+    print(f"re-score every {settings.rescore_interval_s:g}s on {settings.store_url}")
+    _run_until_signal(services, loops)
+
+
+def rescore_once(settings: Settings) -> str:
+    """One re-score pass now; a line saying what it did (``threatbay rescore --once``)."""
+    services = build(settings)
+    try:
+        r = rescorer_for(services).run_pass()
+    finally:
+        services.close()
+    return (
+        f"re-scored {r.written} of {r.due} due records ({r.full} fully, {r.conflicts} "
+        f"conflicts skipped), {r.crossings} threshold crossings announced"
+    )
+
+
+def run_alerter(settings: Settings) -> None:
+    services = build(settings)
+    loops = Loops()
+    start_alerter(services, loops)
+    print(f"alert engine consuming {settings.bus_url} -> {settings.store_url}")
+    _run_until_signal(services, loops)

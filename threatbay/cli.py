@@ -33,10 +33,10 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Run every stage in one process (API, correlator, re-score, alert engine, notifier)."""
-    from threatbay import stages
+    from threatbay import bootstrap
 
     settings = _settings(data_dir)
-    stages.serve_all(settings, host or settings.host, port or settings.port)
+    bootstrap.serve_all(settings, host or settings.host, port or settings.port)
 
 
 @app.command()
@@ -46,10 +46,10 @@ def api(
     data_dir: DataDir = None,
 ) -> None:
     """Run only the API (TAXII push/pull, analyst API, stream)."""
-    from threatbay import stages
+    from threatbay import bootstrap
 
     settings = _settings(data_dir)
-    stages.serve_api(settings, host or settings.host, port or settings.port)
+    bootstrap.serve_api(settings, host or settings.host, port or settings.port)
 
 
 @app.command()
@@ -58,9 +58,9 @@ def correlate(
     from_beginning: Annotated[bool, typer.Option(help="Replay the topic from offset 0.")] = False,
 ) -> None:
     """Run only the correlation worker."""
-    from threatbay import stages
+    from threatbay import bootstrap
 
-    stages.run_correlator(_settings(data_dir), from_beginning=from_beginning)
+    bootstrap.run_correlator(_settings(data_dir), from_beginning=from_beginning)
 
 
 @app.command()
@@ -72,23 +72,23 @@ def rescore(
     once: Annotated[bool, typer.Option(help="Run one pass, print what it did, exit.")] = False,
 ) -> None:
     """Run only the periodic re-score that keeps decayed indicator scores current."""
-    from threatbay import stages
+    from threatbay import bootstrap
 
     settings = _settings(data_dir)
     if interval is not None:
         settings.rescore_interval_s = interval
     if once:
-        typer.echo(stages.rescore_once(settings))
+        typer.echo(bootstrap.rescore_once(settings))
         return
-    stages.run_rescorer(settings)
+    bootstrap.run_rescorer(settings)
 
 
 @app.command()
 def alerts(data_dir: DataDir = None) -> None:
     """Run only the alert engine and notifier."""
-    from threatbay import stages
+    from threatbay import bootstrap
 
-    stages.run_alerter(_settings(data_dir))
+    bootstrap.run_alerter(_settings(data_dir))
 
 
 @app.command()

@@ -15,10 +15,11 @@ from typing import Annotated
 
 import typer
 
-from api.registry import AgencyExists, AgencyRegistry, UnknownCredential
 from core.access import AccessError, Agency, bearer_token
 from core.errors import UnknownAgency
 from core.settings import Settings
+from records.agencies import AgencyExists, AgencyRegistry, UnknownCredential
+from records.books import records_of
 
 agency_app = typer.Typer(help="Manage agencies and their TAXII / API credentials.")
 
@@ -33,7 +34,7 @@ def _registry(data_dir: Path | None) -> Iterator[AgencyRegistry]:
 
     services = build(Settings(data_dir=data_dir) if data_dir else Settings())
     try:
-        yield AgencyRegistry(services.store, services.clock)
+        yield records_of(services).agencies
     finally:
         services.close()
 

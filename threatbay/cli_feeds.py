@@ -21,6 +21,7 @@ from core.access import Agency, Principal
 from core.settings import Settings
 from feeds.config import FeedRegistry, load_registry
 from feeds.runner import FeedRunner, FeedScheduler, IngestResultLike, PullReport
+from records.books import records_of
 from threatbay.bootstrap import Services, build
 
 feeds_app = typer.Typer(help="Pull external intelligence feeds (TAXII 2.x, MISP, CSV, text).")
@@ -33,11 +34,11 @@ _BUS_FAILURE = "not accepted: the bus did not acknowledge"
 
 def register_agency(services: Services) -> Callable[[Agency], None]:
     """Register a feed's source agency; a changed registry entry (e.g. reliability) updates it."""
-    from api.registry import AgencyExists, AgencyRegistry
     from core.names import INDEX_AGENCIES
     from core.ports import Put
+    from records.agencies import AgencyExists
 
-    registry = AgencyRegistry(services.store, services.clock)
+    registry = records_of(services).agencies
 
     def register(agency: Agency) -> None:
         try:
@@ -56,11 +57,10 @@ def register_agency(services: Services) -> Callable[[Agency], None]:
 
 def push_ingest(services: Services) -> Callable[[Principal, list[Any]], IngestResultLike]:
     """``push_objects`` on this process's bus, as the feed's principal, provenance 'feed'."""
-    from api.registry import AgencyRegistry
     from feeds.base import IngestUnavailable
     from ingest.push import push_objects
 
-    registry = AgencyRegistry(services.store, services.clock)
+    registry = records_of(services).agencies
 
     def ingest(principal: Principal, objects: list[Any]) -> IngestResultLike:
         result = push_objects(
@@ -82,7 +82,7 @@ def push_ingest(services: Services) -> Callable[[Principal, list[Any]], IngestRe
 
 def build_runner(services: Services) -> FeedRunner:
     """The feed runner wired to ``services`` (store for cursors, bus through ingest)."""
-    from feeds.cursors import FeedCursors
+    from records.feed_cursors import FeedCursors
 
     return FeedRunner(
         FeedCursors(services.store, services.clock),

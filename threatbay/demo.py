@@ -1,4 +1,4 @@
-"""``threatbay demo``: the whole mechanism in one command, in under a minute (issue 7).
+"""``threatbay demo``: the whole mechanism in one command, in under a minute.
 
 The platform runs in this process exactly as ``threatbay serve`` runs it
 (uvicorn in a thread, the correlator and the alert loops of
@@ -47,8 +47,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from api.registry import AgencyExists, AgencyRegistry
-from api.webhooks import WebhookDirectory
 from core import names
 from core.access import Agency, bearer_token
 from core.alerts import Level
@@ -63,6 +61,8 @@ from core.webhook_signing import (
     ReplayGuard,
     verify,
 )
+from records.agencies import AgencyExists
+from records.books import records_of
 from threatbay import demo_data
 from threatbay.bootstrap import Services, build
 
@@ -273,8 +273,7 @@ class DemoStack:
         import uvicorn
 
         from api.app import create_app
-        from threatbay.stages import Loops, start_alerter, start_correlator
-        from threatbay.wiring import shared_warninglists
+        from threatbay.bootstrap import Loops, shared_warninglists, start_alerter, start_correlator
 
         shared_warninglists()  # a few seconds once; before the loops so they start warm
         self.loops = Loops()
@@ -340,8 +339,8 @@ def wait_for(what: str, check: Callable[[], Any], deadline: float) -> Any:
 
 def register_agencies(services: Services, receiver: WebhookReceiver) -> dict[str, AgencyKey]:
     """The three agencies, an API key each, and a webhook endpoint each on the receiver."""
-    registry = AgencyRegistry(services.store, services.clock)
-    directory = WebhookDirectory(services.store)
+    registry = records_of(services).agencies
+    directory = records_of(services).webhooks
     keys: dict[str, AgencyKey] = {}
     for agency in demo_data.AGENCIES:
         try:
@@ -387,7 +386,7 @@ def run_scenario(
     stack: DemoStack, clock: DemoClock, receiver: WebhookReceiver, console: Console
 ) -> DemoResult:
     """Register, push, and wait for each thing the demo shows (module docstring)."""
-    from correlate.alerter import AlertBook, escalation_tick
+    from correlate.alerter import escalation_tick
     from correlate.rules import load_ruleset
 
     services = stack.services
@@ -471,7 +470,7 @@ def run_scenario(
 
         clock.advance(OVERDUE_STEP)
         result.clock_offset = clock.offset
-        book = AlertBook(services.store, services.bus, clock, services.sharing)
+        book = records_of(services).alerts
         escalation_tick(
             book, clock.now(), load_ruleset(services.settings.alert_rules_file).idle_expiry
         )

@@ -15,18 +15,19 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from api.audit import audit_log
-from api.auth import CurrentPrincipal
-from api.registry import AgencyRegistry
+from api.deps import CurrentPrincipal
 from api.taxii import service
 from api.taxii.collections import Collection, visible_collections
 from api.taxii.errors import TaxiiError, not_found
 from api.taxii.media import TAXII_21, accepts_taxii21, is_taxii21_content
 from api.taxii.pagination import Filters, parse_filters
-from api.taxii.sharing import reader_of, release_entries, tags_of, view_of
+from api.taxii.sharing import release_entries, tags_of, view_of
 from core.access import Principal
 from core.errors import StoreUnavailable
+from core.policy import reader_of
+from core.services import Services
 from ingest.push import push_objects
+from records.books import records_of
 
 log = logging.getLogger("threatbay.taxii")
 
@@ -51,8 +52,9 @@ def check_root(api_root: str) -> None:
         raise not_found(f"no API root {api_root!r}; the API root is /taxii2/{API_ROOT}/")
 
 
-def _services(request: Request) -> Any:
-    return request.app.state.services
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
 def _collection(request: Request, api_root: str, collection_id: str, p: Principal) -> Collection:
@@ -60,7 +62,7 @@ def _collection(request: Request, api_root: str, collection_id: str, p: Principa
     services = _services(request)
 
     def agency_ids() -> list[str]:
-        return [a.id for a in AgencyRegistry(services.store, services.clock).list()]
+        return [a.id for a in records_of(services).agencies.list()]
 
     return service.collection_for(collection_id, p, agency_ids)
 
@@ -91,7 +93,7 @@ def _audit_releases(request: Request, p: Principal, sel: service.Selection, rule
     """Write every cross-border release of this page to the audit log."""
     entries = release_entries(p, sel.items, rules)
     if entries:
-        audit_log(_services(request)).append(entries)
+        records_of(_services(request)).audit.append(entries)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -222,8 +224,7 @@ def taxii_router() -> APIRouter:
         objects = body.get("objects", [])
         if not isinstance(objects, list):
             raise TaxiiError(422, "Unprocessable Entity", "the envelope's objects must be a list")
-        registry = AgencyRegistry(s.store, s.clock)
-        owners = await run_in_threadpool(registry.identity_owners)
+        owners = await run_in_threadpool(records_of(s).agencies.identity_owners)
         result = await run_in_threadpool(
             push_objects, p, objects, s.bus, s.clock, owners, str(uuid.uuid4())
         )

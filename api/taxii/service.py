@@ -18,8 +18,8 @@ from core.access import Principal
 from core.clock import Clock, format_timestamp, parse_timestamp
 from core.names import INDEX_OBJECTS, INDEX_STATUS
 from core.ports import Filter, Put, Query, Range, Sort, Store, Term
-from correlate.objects import delete_versions
 from ingest.push import PushResult
+from records.objects import delete_versions
 
 View = Callable[[dict[str, Any]], dict[str, Any] | None]
 

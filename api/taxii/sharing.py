@@ -12,15 +12,7 @@ from typing import Any
 from core import policy
 from core.access import Principal
 from core.provenance import Provenance
-
-
-def reader_of(principal: Principal) -> policy.Reader:
-    return policy.Reader(
-        agency_id=principal.agency.id,
-        jurisdiction=principal.agency.jurisdiction,
-        roles=frozenset(principal.roles),
-        crossborder_consent=frozenset(principal.agency.crossborder_consent),
-    )
+from records.audit import AuditEntry, Party, release_entry
 
 
 def tags_of(reader: policy.Reader) -> tuple[str, ...]:
@@ -51,28 +43,22 @@ def release_entries(
     principal: Principal,
     items: list[tuple[dict[str, Any], dict[str, Any]]],
     rules: dict[str, str],
-) -> list[dict[str, Any]]:
+) -> list[AuditEntry]:
     """Audit entries for objects released across a border (DOMAIN.md: every one is logged)."""
-    to_j = principal.agency.jurisdiction
-    entries: list[dict[str, Any]] = []
-    for doc, seen in items:
-        if doc["jurisdiction"] == to_j:
-            continue
-        entries.append(
-            {
-                "action": "taxii_export",
-                "purpose": policy.Purpose.TAXII_EXPORT.value,
-                "actor_agency": principal.agency.id,
-                "actor_jurisdiction": to_j,
-                "to_agency": principal.agency.id,
-                "to_jurisdiction": to_j,
-                "target": doc["id"],
-                "source_agency": doc["agency"],
-                "source_jurisdiction": doc["jurisdiction"],
-                "tlp": doc["tlp"],
-                "cross_border": True,
-                "redacted": seen is not doc["object"],
-                "rule": rules.get(f"{doc['id']}|{doc['version']}", ""),
-            }
+    to = Party.of(principal)
+    return [
+        release_entry(
+            action="taxii_export",
+            purpose=policy.Purpose.TAXII_EXPORT.value,
+            actor=to,
+            to=to,
+            target=doc["id"],
+            source_agency=doc["agency"],
+            source_jurisdictions=[doc["jurisdiction"]],
+            tlp=doc["tlp"],
+            redacted=seen is not doc["object"],
+            rule=rules.get(f"{doc['id']}|{doc['version']}", ""),
         )
-    return entries
+        for doc, seen in items
+        if doc["jurisdiction"] != to.jurisdiction
+    ]

@@ -40,9 +40,9 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from api.registry import AgencyRegistry  # noqa: E402
 from core.access import Agency  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from records.agencies import AgencyRegistry  # noqa: E402
 from threatbay.bootstrap import build  # noqa: E402
 
 TAXII = "application/taxii+json;version=2.1"

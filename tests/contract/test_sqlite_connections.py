@@ -14,8 +14,7 @@ from pathlib import Path
 from core import envelope, names
 from core.ports import Incoming, Put
 from core.settings import Settings
-from threatbay.bootstrap import build
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import build, correlator_for
 
 
 def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:

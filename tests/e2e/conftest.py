@@ -1,7 +1,7 @@
 """Whole-flow fixtures: embedded backends, registered agencies, the ASGI app, a bus drain.
 
 ``drain`` stands in for the correlation worker's object writes: it consumes
-``intel.stix.raw`` and calls ``correlate.objects.store_objects``, as the
+``intel.stix.raw`` and calls ``records.objects.store_objects``, as the
 worker does for every batch.
 """
 
@@ -24,13 +24,13 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.registry import AgencyRegistry
 from core import envelope
 from core.access import Agency, bearer_token
 from core.clock import FakeClock
 from core.names import INDEX_OBJECTS, TOPIC_RAW
 from core.settings import ElasticsearchSettings, KafkaSettings, Settings
-from correlate.objects import store_objects
+from records.agencies import AgencyRegistry
+from records.objects import store_objects
 from threatbay.bootstrap import Services, build
 
 TAXII = "application/taxii+json;version=2.1"

@@ -1,6 +1,6 @@
 """A record change is announced even when the bus fails right after the records write.
 
-Without the change outbox (correlate/outbox.py) the retried batch finds its
+Without the change outbox (records/outbox.py) the retried batch finds its
 reports merged already, changes nothing and announces nothing: the alert
 engine would never hear of those records. Runs on the embedded backends and on
 real Kafka + Elasticsearch; the bus is the real one, wrapped to refuse the
@@ -26,10 +26,11 @@ from core.errors import BusUnavailable
 from core.observables import observables
 from core.ports import Bus, Outgoing
 from core.provenance import Provenance
-from correlate import outbox
+from core.settings import OutboxSettings
+from records.changes import ChangeAnnouncer
+from records.outbox import Outbox
 from tests.e2e.conftest import embedded_or_real, indicator
-from threatbay.bootstrap import Services
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, correlator_for
 
 PATTERNS = ["[domain-name:value = 'outbox-one.example']", "[ipv4-addr:value = '203.0.113.77']"]
 KEYS = sorted(o.key for p in PATTERNS for o in observables(p))
@@ -110,7 +111,7 @@ def test_changes_lost_to_a_bus_failure_after_the_write_are_announced_by_the_swee
     assert announced(backends) == {}
 
     # Its sweep publishes what the failed write noted, once the grace period has passed.
-    clock.advance(timedelta(seconds=outbox.GRACE_S + 1))
+    clock.advance(timedelta(seconds=OutboxSettings().grace_s + 1))
     backends.store.refresh(names.INDEX_CHANGE_OUTBOX)
     restarted._next_sweep = 0.0  # the next step sweeps (every SWEEP_INTERVAL_S otherwise)
     restarted.step(again, timeout_s=0.2)
@@ -120,7 +121,8 @@ def test_changes_lost_to_a_bus_failure_after_the_write_are_announced_by_the_swee
     # The note is gone: a later sweep announces nothing more.
     backends.store.refresh(names.INDEX_CHANGE_OUTBOX)
     assert backends.store.count(names.INDEX_CHANGE_OUTBOX) == 0
-    assert outbox.announce_pending(backends.store, backends.bus, clock.now(), grace_s=0) == 0
+    no_grace = Outbox(backends.store, clock, OutboxSettings(grace_s=0))
+    assert ChangeAnnouncer(backends.store, backends.bus, no_grace).announce_pending() == 0
 
 
 def test_a_published_write_leaves_no_note(backends: Services) -> None:

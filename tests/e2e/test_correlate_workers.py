@@ -24,8 +24,7 @@ from core.provenance import Provenance
 from core.settings import ElasticsearchSettings, Settings
 from correlate.worker import Correlator
 from tests.e2e.conftest import indicator
-from threatbay.bootstrap import Services, build
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, build, correlator_for
 
 PATTERN = "[domain-name:value = 'shared-c2.example']"
 [KEY] = [o.key for o in observables(PATTERN)]

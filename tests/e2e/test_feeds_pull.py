@@ -42,8 +42,8 @@ from core.envelope import Accepted
 from core.names import INDEX_AGENCIES, TOPIC_RAW
 from feeds.base import IngestUnavailable
 from feeds.config import FeedConfig, load_registry
-from feeds.cursors import FeedCursors
 from feeds.runner import FeedRunner, FeedScheduler, IngestResultLike
+from records.feed_cursors import FeedCursors
 from threatbay.bootstrap import Services
 from threatbay.cli_feeds import (
     build_runner,

@@ -13,8 +13,7 @@ from core import names
 from core.ports import Consumer
 from correlate.worker import Correlator
 from tests.e2e.conftest import TLP_AMBER, TLP_GREEN, Key, indicator
-from threatbay.bootstrap import Services
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, correlator_for
 
 
 @pytest.fixture

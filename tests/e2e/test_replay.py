@@ -19,13 +19,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.registry import AgencyRegistry
 from core import names
 from core.clock import FakeClock
 from core.ports import Query
+from records.agencies import AgencyRegistry
 from tests.e2e.conftest import AGENCIES, TLP_GREEN, Key, embedded_or_real, indicator
-from threatbay.bootstrap import Services
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, correlator_for
 
 
 @pytest.fixture(params=["embedded", "kafka+elasticsearch"])

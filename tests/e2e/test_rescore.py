@@ -21,8 +21,7 @@ from core.clock import FakeClock
 from core.ports import Consumer, Page, Query, Store
 from correlate.rescore import Rescorer
 from tests.e2e.conftest import Key, indicator
-from threatbay.bootstrap import Services
-from threatbay.stages import correlator_for, rescorer_for
+from threatbay.bootstrap import Services, correlator_for, rescorer_for
 
 IP = "ipv4-addr|value|203.0.113.77"
 DOMAIN = "domain-name|value|slow.example.org"

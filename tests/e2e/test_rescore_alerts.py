@@ -8,11 +8,12 @@ import pytest
 
 from core import names
 from core.alerts import resolve
-from correlate.alerter import AlertBook, AlertEngine
+from correlate.alerter import AlertEngine
 from correlate.rules import load_ruleset
+from records.alerts import AlertBook
 from tests.e2e import test_rescore
 from tests.e2e.test_rescore import IP, Flow, reported
-from threatbay.stages import rescorer_for
+from threatbay.bootstrap import rescorer_for
 
 flow = test_rescore.flow
 patience = test_rescore.patience

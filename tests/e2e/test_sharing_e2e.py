@@ -21,7 +21,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.registry import AgencyRegistry
 from core import names
 from core.access import Agency
 from core.clock import FakeClock
@@ -29,9 +28,9 @@ from core.crossborder import whitelist_from_yaml_text
 from core.markings import TLP1_RED
 from core.policy import SharingPolicy
 from core.settings import ElasticsearchSettings, KafkaSettings, Settings
+from records.agencies import AgencyRegistry
 from tests.e2e.conftest import AGENCIES, ROOT, TLP_AMBER, Key, indicator
-from threatbay.bootstrap import Services, build
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, build, correlator_for
 
 WHITELIST = """
 version: 1

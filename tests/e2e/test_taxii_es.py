@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from core.clock import FakeClock
 from core.names import INDEX_OBJECTS
 from core.settings import ElasticsearchSettings, Settings
-from correlate.objects import store_objects
+from records.objects import store_objects
 from threatbay.bootstrap import Services, bus_from_url
 
 pytestmark = pytest.mark.elasticsearch

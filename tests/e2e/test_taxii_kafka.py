@@ -15,7 +15,7 @@ from core import envelope
 from core.clock import FakeClock
 from core.names import INDEX_OBJECTS, TOPIC_RAW
 from core.settings import KafkaSettings, Settings
-from correlate.objects import store_objects
+from records.objects import store_objects
 from threatbay.bootstrap import Services
 
 pytestmark = pytest.mark.kafka

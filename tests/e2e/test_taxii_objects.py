@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.audit import audit_log
 from core.envelope import decode
 from core.errors import BusUnavailable
 from core.names import INDEX_AUDIT, INDEX_OBJECTS, TOPIC_RAW
 from core.ports import Consumer, Outgoing, Query, Term
-from correlate.objects import store_objects
+from records.books import records_of
+from records.objects import store_objects
 from threatbay.bootstrap import Services
 
 ROOT = "/taxii2/api/"
@@ -333,7 +333,7 @@ def test_cross_border_releases_are_audited(
     drain()
     assert ids(client.get(SHARED + "objects/", headers=keys["hk"].basic)) == [green["id"]]
     assert ids(client.get(SHARED + "objects/", headers=keys["gd2"].basic)) == [green["id"]]
-    audit_log(services).flush()
+    records_of(services).audit.flush()
     services.store.refresh(INDEX_AUDIT)
     hits = services.store.search(INDEX_AUDIT, Query(filters=(Term("target", (green["id"],)),)))
     entries = [h.doc for h in hits.hits]

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.registry import AgencyRegistry
 from core.clock import FakeClock
 from core.settings import Settings
+from records.agencies import AgencyRegistry
 from threatbay.bootstrap import Services, build
 
 ROOT = "/taxii2/api/"

@@ -27,14 +27,14 @@ from fastapi import FastAPI
 
 from api import ui
 from api.app import create_app
-from api.registry import AgencyRegistry
 from core import names
 from core.access import Agency, Principal, bearer_token
 from core.ports import Query
-from correlate.alerter import AlertBook, AlertEngine, run_escalation
+from correlate.alerter import AlertEngine, run_escalation
 from correlate.rules import load_ruleset
-from threatbay.bootstrap import Services
-from threatbay.stages import Loops, correlator_for
+from records.agencies import AgencyRegistry
+from records.alerts import AlertBook
+from threatbay.bootstrap import Loops, Services, correlator_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright

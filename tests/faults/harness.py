@@ -29,8 +29,6 @@ from typing import Any
 import httpx
 import orjson
 
-from api.registry import AgencyRegistry
-from api.webhooks import WebhookDirectory
 from core.access import Agency
 from core.names import (
     INDEX_ALERTS,
@@ -41,6 +39,8 @@ from core.names import (
 )
 from core.settings import Settings
 from core.webhook_signing import HEADER_DELIVERY
+from records.agencies import AgencyRegistry
+from records.webhooks import WebhookDirectory
 from threatbay.bootstrap import build
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,14 +16,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.registry import AgencyRegistry
 from core import names
 from core.clock import FakeClock
 from core.settings import Settings
+from records.agencies import AgencyRegistry
 from tests.e2e.conftest import AGENCIES, TLP_GREEN, Key, indicator
 from tests.security.conftest import full_app
-from threatbay.bootstrap import Services, build
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, build, correlator_for
 
 
 class FuzzTarget:

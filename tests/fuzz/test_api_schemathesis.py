@@ -33,8 +33,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.registry import AgencyRegistry
 from core.access import bearer_token
+from records.agencies import AgencyRegistry
 from tests.fuzz.conftest import FuzzTarget
 from tests.security.test_routes_access import RULES
 

@@ -14,16 +14,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.registry import AgencyRegistry
 from core import names
 from core.access import ROLES
 from core.ports import Consumer
-from correlate.alerter import AlertBook, AlertEngine
-from correlate.objects import default_sharing
+from core.services import default_sharing
+from correlate.alerter import AlertEngine
 from correlate.rules import load_ruleset
+from records.agencies import AgencyRegistry
+from records.alerts import AlertBook
 from tests.e2e.conftest import Key, clock, keys, services  # noqa: F401  (fixtures)
-from threatbay.bootstrap import Services
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, correlator_for
 
 
 def full_app(svc: Services) -> FastAPI:

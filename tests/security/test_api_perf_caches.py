@@ -24,7 +24,7 @@ from core import names, policy
 from core.alerts import Level, Trigger, open_alert
 from core.clock import format_timestamp
 from core.ports import Put
-from correlate.objects import default_sharing
+from core.services import default_sharing
 from tests.e2e.conftest import TLP_GREEN, Key, indicator
 from threatbay.bootstrap import Services
 

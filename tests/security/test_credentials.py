@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import core.access
-from api.registry import AgencyRegistry, AuthenticationFailed
 from core.clock import FakeClock
 from core.names import INDEX_AGENCIES
 from core.ports import Query
+from records.agencies import AgencyRegistry, AuthenticationFailed
 from tests.e2e.conftest import TAXII, Key
 from threatbay.bootstrap import Services
 

@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 import api.indicator_queries
 from api.app import create_app
 from core import names, policy
-from correlate.alerter import AlertBook, AlertEngine
+from correlate.alerter import AlertEngine
 from correlate.rules import load_ruleset
+from records.alerts import AlertBook
 from tests.e2e.conftest import TLP_GREEN, Key, indicator
 from tests.security.conftest import route_contexts
-from threatbay.bootstrap import Services
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, correlator_for
 
 #: Routes that release no intelligence to the caller, with the reason.
 NO_RELEASE = {

@@ -20,13 +20,15 @@ from typing import Any
 from core.clock import Clock, format_timestamp
 from core.crossborder import default_whitelist
 from core.envelope import Accepted
+from core.errors import WriteContention
 from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
 from core.policy import SharingPolicy, audience
 from core.ports import Put, Store, Stored
 from core.provenance import Provenance
+from core.settings import WritesSettings
 from core.stix import object_version
+from records.rmw import read_modify_write
 
-MAX_RETRIES = 20
 _REF_FIELDS = ("sighting_of_ref", "source_ref", "target_ref", "relationship_type")
 
 _lock = threading.Lock()
@@ -156,56 +158,44 @@ def _changes(current: dict[str, Stored], wanted: dict[str, dict[str, Any]]) -> l
 Change = Callable[[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]
 
 
-def _apply(store: Store, ids: Iterable[str], change: Change) -> int:
-    """Read all versions of ``ids``, let ``change(id, docs)`` edit them, write; retry conflicts.
+def _apply(
+    store: Store, ids: Iterable[str], change: Change, writes: WritesSettings | None = None
+) -> int:
+    """Read all versions of ``ids``, let ``change(id, docs)`` edit them, write them.
 
-    The head document of an id is written first under optimistic concurrency;
-    only the writer that updated it goes on to write that id's versions.
+    The head document of an id is written first under optimistic concurrency
+    (records/rmw.py); only the writer that updated it goes on to write that
+    id's versions, so two writers of one id never interleave. A version write
+    that still conflicts means a writer this one could not see: the batch is
+    retried as a whole (``WriteContention``).
     """
-    pending = list(dict.fromkeys(ids))
-    written = 0
-    for _ in range(MAX_RETRIES):
-        if not pending:
-            return written
+    versions: dict[str, dict[str, Stored]] = {}
+    version_puts: dict[str, list[Put]] = {}
+
+    def read(pending: list[str]) -> dict[str, Stored | None]:
         heads, current = versions_of(store, pending)
-        head_puts: list[Put] = []
-        version_puts: dict[str, list[Put]] = {}
-        for stix_id in pending:
-            docs = {k: st.doc for k, st in current[stix_id].items()}
-            wanted = change(stix_id, docs)
-            puts = _changes(current[stix_id], wanted)
-            if not puts:
-                continue
-            head = heads[stix_id]
-            known = set(head.doc["keys"]) if head is not None else set()
-            keys = sorted(known | set(wanted))
-            doc = {"kind": "versions", "of": stix_id, "keys": keys}
-            expected = head.version if head is not None else None
-            head_puts.append(Put(head_key(stix_id), doc, expected=expected))
-            version_puts[stix_id] = puts
-        retry: set[str] = set()
-        ok_ids: list[str] = []
-        for put, result in zip(
-            head_puts,
-            store.put_many(INDEX_OBJECT_VERSIONS, head_puts) if head_puts else [],
-            strict=True,
-        ):
-            stix_id = put.doc["of"]
-            if result.ok:
-                ok_ids.append(stix_id)
-            else:
-                retry.add(stix_id)
-        puts_flat = [(i, p) for i in ok_ids for p in version_puts[i]]
-        results = store.put_many(INDEX_OBJECTS, [p for _, p in puts_flat]) if puts_flat else []
-        for (stix_id, _), result in zip(puts_flat, results, strict=True):
-            if result.ok:
-                written += 1
-            else:
-                retry.add(stix_id)
-        pending = [i for i in pending if i in retry]
-    if pending:
-        raise RuntimeError(f"objects index: gave up after {MAX_RETRIES} conflicts on {pending}")
-    return written
+        versions.update(current)
+        return heads
+
+    def head_change(stix_id: str, head: Stored | None) -> Put | None:
+        current = versions[stix_id]
+        wanted = change(stix_id, {k: st.doc for k, st in current.items()})
+        puts = version_puts[stix_id] = _changes(current, wanted)
+        if not puts:
+            return None
+        known = set(head.doc["keys"]) if head is not None else set()
+        doc = {"kind": "versions", "of": stix_id, "keys": sorted(known | set(wanted))}
+        return Put(head_key(stix_id), doc, expected=head.version if head is not None else None)
+
+    heads = read_modify_write(
+        store, INDEX_OBJECT_VERSIONS, ids, head_change, read=read, writes=writes
+    )
+    puts = [p for stix_id in heads for p in version_puts[stix_id]]
+    results = store.put_many(INDEX_OBJECTS, puts) if puts else []
+    refused = [r.key for r in results if not r.ok]
+    if refused:
+        raise WriteContention(f"objects index: versions written concurrently: {refused[:5]}")
+    return len(results)
 
 
 def store_objects(
@@ -213,6 +203,7 @@ def store_objects(
     accepted: Sequence[Accepted],
     clock: Clock,
     sharing: SharingPolicy | None = None,
+    writes: WritesSettings | None = None,
 ) -> int:
     """Write accepted objects into the objects index; idempotent; returns documents written.
 
@@ -235,7 +226,7 @@ def store_objects(
             merged[key] = new_document(item, stamped[key], sharing)
         return reflag(merged)
 
-    return _apply(store, list(groups), change)
+    return _apply(store, list(groups), change, writes)
 
 
 def delete_versions(store: Store, stix_id: str, keys: Iterable[str]) -> int:
@@ -255,37 +246,34 @@ def refs_key(indicator_id: str) -> str:
     return f"{indicator_id}|#refs"
 
 
-def note_references(store: Store, refs: dict[str, dict[str, dict[str, Any]]]) -> int:
+def note_references(
+    store: Store,
+    refs: dict[str, dict[str, dict[str, Any]]],
+    writes: WritesSettings | None = None,
+) -> int:
     """Record, per indicator id, the objects (with provenance) that refer to it.
 
     ``refs`` maps an indicator id to {object key: {"object", "provenance"}}. The
     document is read by key (real-time), so an indicator arriving after its
     sighting finds it however recently it was written — a search would miss it
-    for one refresh interval. Idempotent; conflicts are re-read and retried.
-    Returns the documents written.
+    for one refresh interval. Idempotent. Returns the documents written.
     """
-    pending = list(refs)
-    written = 0
-    for _ in range(MAX_RETRIES):
-        if not pending:
-            return written
-        current = store.get_many(INDEX_OBJECT_VERSIONS, [refs_key(i) for i in pending])
-        puts: list[Put] = []
-        for indicator_id in pending:
-            stored = current.get(refs_key(indicator_id))
-            items = dict(stored.doc["items"]) if stored is not None else {}
-            merged = items | refs[indicator_id]
-            if stored is not None and merged == stored.doc["items"]:
-                continue
-            doc = {"kind": "refs", "of": indicator_id, "items": merged}
-            expected = stored.version if stored is not None else None
-            puts.append(Put(refs_key(indicator_id), doc, expected=expected))
-        results = store.put_many(INDEX_OBJECT_VERSIONS, puts) if puts else []
-        written += sum(1 for r in results if r.ok)
-        pending = [put.doc["of"] for put, r in zip(puts, results, strict=True) if not r.ok]
-    if pending:
-        raise RuntimeError(f"references: gave up after {MAX_RETRIES} conflicts on {pending}")
-    return written
+
+    def change(indicator_id: str, stored: Stored | None) -> Put | None:
+        items = dict(stored.doc["items"]) if stored is not None else {}
+        merged = items | refs[indicator_id]
+        if stored is not None and merged == stored.doc["items"]:
+            return None
+        doc = {"kind": "refs", "of": indicator_id, "items": merged}
+        return Put(refs_key(indicator_id), doc, stored.version if stored is not None else None)
+
+    def read(ids: list[str]) -> dict[str, Stored | None]:
+        found = store.get_many(INDEX_OBJECT_VERSIONS, [refs_key(i) for i in ids])
+        return {i: found.get(refs_key(i)) for i in ids}
+
+    return len(
+        read_modify_write(store, INDEX_OBJECT_VERSIONS, refs, change, read=read, writes=writes)
+    )
 
 
 def references_to(

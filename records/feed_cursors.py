@@ -1,7 +1,7 @@
 """Per-feed position and health, kept in the store so a restart resumes where it stopped.
 
-The cursor is written only after ingest accepted the page it covers (issue 7:
-nothing fetched twice or skipped). One document per feed, key = feed name,
+The cursor is written only after ingest accepted the page it covers, so nothing
+is fetched twice or skipped. One document per feed, key = feed name,
 single writer (the feed runner), so writes are blind.
 """
 
