@@ -7,6 +7,7 @@ signatures, SSE with resume, acknowledgement, escalation on a fake clock.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -24,15 +25,15 @@ from fastapi.testclient import TestClient
 
 from api.alerts import alerts_router
 from api.app import create_app
-from api.audit import audit_log
-from api.registry import AgencyRegistry
 from api.stream import stream_router
-from api.webhooks import Deliverer, Notifier, WebhookDirectory, webhooks_router
+from api.webhooks import webhooks_router
 from core import names
 from core.access import Agency
 from core.clock import FakeClock, format_timestamp
+from core.errors import BusUnavailable
 from core.ports import Consumer, Outgoing, Put, Query, Term
-from core.settings import Settings
+from core.services import default_sharing
+from core.settings import OutboxSettings, Settings
 from core.webhook_signing import (
     HEADER_DELIVERY,
     HEADER_SIGNATURE,
@@ -40,13 +41,17 @@ from core.webhook_signing import (
     ReplayGuard,
     verify,
 )
-from correlate.alerter import AlertBook, AlertEngine, escalation_tick, event_doc, event_id
-from correlate.objects import default_sharing
+from correlate.alerter import AlertEngine, alerts_tick, escalation_tick
 from correlate.rules import load_ruleset
 from correlate.worker import Correlator
+from notify.deliverer import Deliverer
+from notify.notifier import Notifier
+from records.agencies import AgencyRegistry
+from records.alerts import AlertBook, event_doc, event_id
+from records.books import records_of
+from records.webhooks import WebhookDirectory
 from tests.e2e.conftest import TLP_AMBER, Key, indicator
-from threatbay.bootstrap import Services, build
-from threatbay.stages import correlator_for
+from threatbay.bootstrap import Services, build, correlator_for
 
 # ------------------------------------------------------------------ receiver
 
@@ -376,7 +381,7 @@ def test_two_jurisdictions_one_alert_notified_acknowledged_and_escalated(
     assert escalation_tick(p.book, clock.now()) == 0
 
     # Audit trail of what the analysts did.
-    audit_log(p.services).flush()
+    records_of(p.services).audit.flush()
     audit = p.services.store.search(
         names.INDEX_AUDIT, Query(filters=(Term("action", ("alerts.acknowledge",)),), limit=10)
     )
@@ -775,3 +780,60 @@ def test_a_burst_of_events_larger_than_a_page_reaches_the_stream_whole(
     assert len(ids) == total
     assert ids == sorted(set(ids))
     assert ids[-burst:] == [e["event_id"] for e in entries]
+
+
+class AlertsRefused:
+    """The real bus, refusing every publish on ``intel.alerts`` (a broker outage then)."""
+
+    def __init__(self, bus: Any) -> None:
+        self.bus = bus
+        self.refused = 0
+
+    def publish(self, topic: str, messages: Any) -> None:
+        if topic.endswith(names.TOPIC_ALERTS):
+            self.refused += 1
+            raise BusUnavailable("broker unreachable (test)")
+        self.bus.publish(topic, messages)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bus, name)
+
+
+def test_a_resolve_whose_notification_fails_to_publish_is_still_notified(
+    platform: Platform, keys: dict[str, Key], receiver: Receiver, clock: FakeClock
+) -> None:
+    """The alert write and its announcement are two steps: the outbox joins them."""
+    p = platform
+    register_webhooks(p, keys, receiver, "hk", "gd")
+    push(p.client, keys["hk"], [indicator(1, pattern="[domain-name:value = 'ob.example']",
+                                          confidence=90)])  # fmt: skip
+    push(p.client, keys["gd"], [indicator(2, pattern="[domain-name:value = 'ob.example']",
+                                          confidence=80)])  # fmt: skip
+    p.correlate()
+    p.alert()
+    p.notify()
+    [alert] = p.client.get("/api/v1/alerts", headers=auth(keys["hk"])).json()["items"]
+
+    # The analyst resolves while the broker is unreachable: the resolution is stored.
+    down = AlertsRefused(p.services.bus)
+    with TestClient(app_with_alerts(dataclasses.replace(p.services, bus=down))) as client:
+        r = client.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=auth(keys["hk"]),
+                        json={"reason": "contained"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "resolved"
+        again = client.post(f"/api/v1/alerts/{alert['id']}/resolve", headers=auth(keys["hk"]))
+        assert again.status_code == 409  # not open any more: a retry cannot send it
+    assert down.refused >= 1
+    p.notify()
+    resolved = [d for d in receiver.accepted if d["event"]["type"] == "resolved"]
+    assert resolved == []
+
+    # The alerts stage comes round: its periodic work announces what the failed publish left.
+    clock.advance(timedelta(seconds=OutboxSettings().grace_s + 1))
+    p.services.store.refresh(names.INDEX_CHANGE_OUTBOX)
+    alerts_tick(p.book, clock.now(), timedelta(days=7))
+    p.services.store.refresh(names.INDEX_ALERT_EVENTS)
+    p.notify()
+    resolved = [d for d in receiver.accepted if d["event"]["type"] == "resolved"]
+    assert sorted(d["agency"] for d in resolved) == ["gd-cac", "hk-govcert"]
+    assert {d["alert"]["status"] for d in resolved} == {"resolved"}

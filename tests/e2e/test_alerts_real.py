@@ -19,6 +19,7 @@ from tests.e2e.test_alerts_flow import (  # noqa: F401 - fixtures and tests run 
     platform,
     receiver,
     test_a_burst_of_events_larger_than_a_page_reaches_the_stream_whole,
+    test_a_resolve_whose_notification_fails_to_publish_is_still_notified,
     test_dead_delivery_is_visible_in_the_api,
     test_replaying_the_change_log_changes_no_alert,
     test_surge_of_200_indicators_of_one_malware_family_gives_one_alert,
