@@ -24,6 +24,7 @@ import json
 import math
 from typing import Any
 
+import orjson
 import rfc8785
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -107,8 +108,44 @@ def duplicate_members(value: Any, path: str = "") -> list[str]:
     return found
 
 
+_FAST = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def _orjson_agrees(value: Any) -> bool:
+    """True when orjson's sorted output is RFC 8785 for ``value``: no floats, ASCII keys only.
+
+    For such values the two agree byte for byte: string escaping was compared
+    over every Unicode scalar value, ASCII keys sort the same by UTF-16 code
+    unit and by byte, and OPT_STRICT_INTEGER refuses integers outside ±(2^53 − 1)
+    (tests/unit/test_signing.py checks both against rfc8785). Floats (ES6
+    number formatting) and non-ASCII keys (UTF-16 order) go to rfc8785.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if isinstance(value, dict):
+        return all(type(k) is str and k.isascii() and _orjson_agrees(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_orjson_agrees(v) for v in value)
+    return False
+
+
 def canonical(value: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of ``value``, or ``NotCanonical`` with the reason."""
+    if _orjson_agrees(value):
+        try:
+            return orjson.dumps(value, option=_FAST)
+        except orjson.JSONEncodeError as exc:
+            if "53-bit" in str(exc):
+                raise NotCanonical(
+                    f"integer beyond ±(2^53 − 1) has no canonical form (RFC 8785 §3.2.2.3): {exc}"
+                ) from exc
+            raise NotCanonical(f"no canonical form: {exc}") from exc
+    return rfc8785_canonical(value)
+
+
+def rfc8785_canonical(value: Any) -> bytes:
+    """``canonical`` by the rfc8785 library alone (the reference; floats and non-ASCII keys)."""
     try:
         return rfc8785.dumps(value)
     except rfc8785.IntegerDomainError as exc:

@@ -13,6 +13,8 @@ import gmalg.ellipticcurve as gec
 import gmalg.sm2 as gsm2
 import pytest
 from cryptography.hazmat.primitives import hashes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from joserfc import jws as joserfc_jws
 from joserfc.jwk import ECKey, OKPKey
 
@@ -68,6 +70,37 @@ def test_base64url_refuses_padding_other_alphabets_and_trailing_bits() -> None:
     for bad in ("AP8=", "AP+", "AP9", "A"):
         with pytest.raises(jcs.NotCanonical):
             jcs.b64url_decode(bad)
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.text(st.characters(blacklist_categories=("Cs",))),
+        st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+        st.none(),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(
+            st.text(st.characters(blacklist_categories=("Cs",)), max_size=6), inner, max_size=5
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=json_values)
+def test_the_fast_canonical_form_is_byte_for_byte_rfc8785(value: object) -> None:
+    assert jcs.canonical(value) == jcs.rfc8785_canonical(value)
+
+
+def test_every_unicode_scalar_value_escapes_and_ascii_keys_sort_as_rfc8785_does() -> None:
+    scalars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    assert jcs.canonical(scalars) == jcs.rfc8785_canonical(scalars)
+    ascii_keys = dict.fromkeys((chr(a) + chr(b) for a in range(128) for b in range(0, 128, 5)), 0)
+    assert jcs.canonical(ascii_keys) == jcs.rfc8785_canonical(ascii_keys)
 
 
 # ---------------------------------------------------------------- JWS
