@@ -36,17 +36,29 @@ class NotCanonical(ValueError):
 
 
 class _Members(dict[str, Any]):
-    """A parsed JSON object that remembers member names it saw twice."""
+    """A parsed JSON object that remembers member names it saw twice, here or anywhere below."""
 
-    __slots__ = ("duplicates",)
+    __slots__ = ("duplicates", "tainted")
 
     def __init__(self, pairs: list[tuple[str, Any]]) -> None:
         super().__init__()
         self.duplicates: list[str] = []
+        tainted = False
         for key, value in pairs:
             if key in self:
                 self.duplicates.append(key)
             self[key] = value
+            tainted = tainted or _tainted(value)
+        # Objects are built inside out, so a parent knows at once whether a duplicate lies below.
+        self.tainted = tainted or bool(self.duplicates)
+
+
+def _tainted(value: Any) -> bool:
+    if isinstance(value, _Members):
+        return value.tainted
+    if isinstance(value, list):
+        return any(_tainted(item) for item in value)
+    return False
 
 
 def _reject_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -96,6 +108,8 @@ def loads_marking_duplicates(data: str | bytes) -> Any:
 
 def duplicate_members(value: Any, path: str = "") -> list[str]:
     """Paths (``/a/b``) of member names that occurred twice anywhere inside ``value``."""
+    if not _tainted(value):
+        return []
     found: list[str] = []
     if isinstance(value, _Members):
         found.extend(f"{path}/{name}" for name in value.duplicates)
