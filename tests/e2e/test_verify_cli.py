@@ -442,3 +442,108 @@ def test_the_installed_command_verifies_a_url_and_exits_non_zero_on_failure(
     report = json.loads(failed.stdout)
     assert report["objects"][0]["status"] == "failed"
     assert "does not match the content" in report["objects"][0]["reason"]
+
+
+def test_operators_make_keys_issue_a_list_sign_and_a_partner_verifies(tmp_path: Path) -> None:
+    """keygen (root, agency) → trust issue → trust sign → countersign → verify, all by command."""
+    runner = CliRunner()
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    root_public = json.loads(
+        ok(
+            "trust",
+            "keygen",
+            "--alg",
+            "Ed25519",
+            "--kid",
+            "root-gd",
+            "--out",
+            str(tmp_path / "root.jwk"),
+        )
+    )
+    assert (tmp_path / "root.jwk").stat().st_mode & 0o077 == 0
+    gd_entry = json.loads(
+        ok(
+            "trust",
+            "keygen",
+            "--alg",
+            "SM2SM3",
+            "--kid",
+            "gd-1",
+            "--out",
+            str(tmp_path / "gd.jwk"),
+            "--agency",
+            GD,
+        )
+    )
+    hk_entry = json.loads(
+        ok(
+            "trust",
+            "keygen",
+            "--alg",
+            "ES256",
+            "--kid",
+            "hk-1",
+            "--out",
+            str(tmp_path / "hk.jwk"),
+            "--agency",
+            HK,
+            "--custody",
+            "custodial",
+        )
+    )
+    (tmp_path / "keys.json").write_text(json.dumps([gd_entry, hk_entry]))
+    (tmp_path / "roots.json").write_text(json.dumps({"GD": [root_public]}))
+    ok(
+        "trust",
+        "issue",
+        "--jurisdiction",
+        "GD",
+        "--root",
+        str(tmp_path / "root.jwk"),
+        "--keys",
+        str(tmp_path / "keys.json"),
+        "--sequence",
+        "1",
+        "--out",
+        str(tmp_path / "gd-list.json"),
+    )
+    (tmp_path / "bundle.json").write_text(bundle(indicator(GD)))
+    ok(
+        "trust",
+        "sign",
+        str(tmp_path / "bundle.json"),
+        "--key",
+        str(tmp_path / "gd.jwk"),
+        "--out",
+        str(tmp_path / "signed.json"),
+    )
+    ok(
+        "trust",
+        "sign",
+        str(tmp_path / "signed.json"),
+        "--key",
+        str(tmp_path / "hk.jwk"),
+        "--out",
+        str(tmp_path / "shared.json"),
+        "--countersign-as",
+        HK,
+    )
+    out = ok(
+        "verify",
+        str(tmp_path / "shared.json"),
+        "--roots",
+        str(tmp_path / "roots.json"),
+        "--trust-list",
+        str(tmp_path / "gd-list.json"),
+    )
+    assert "VERIFIED" in out and "gd-1 SM2SM3" in out and "hk-1 ES256 custodial" in out
+    again = runner.invoke(
+        app,
+        ["trust", "keygen", "--alg", "Ed25519", "--kid", "x", "--out", str(tmp_path / "root.jwk")],
+    )
+    assert again.exit_code == 2 and "not overwriting" in again.output
