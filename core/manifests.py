@@ -117,6 +117,10 @@ def verify_manifest(
     for line in listed:
         if not isinstance(line, dict):
             return ManifestVerdict(False, "a manifest line is not an object", issuer, kid, alg)
+        if _key(line) in expected:
+            return ManifestVerdict(
+                False, f"the manifest lists {line.get('id')} twice", issuer, kid, alg
+            )
         expected[_key(line)] = line
     seen: set[tuple[str, str | None]] = set()
     unexpected: list[str] = []

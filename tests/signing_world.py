@@ -127,7 +127,10 @@ def world() -> World:
     """The shared world (keys are generated once per test process)."""
     base = _base_world()
     return World(
-        base.roots, base.keys, copy.deepcopy(base.lists), dict(base.identity_jurisdictions)
+        dict(base.roots),
+        dict(base.keys),
+        copy.deepcopy(base.lists),
+        dict(base.identity_jurisdictions),
     )
 
 

@@ -547,3 +547,36 @@ def test_operators_make_keys_issue_a_list_sign_and_a_partner_verifies(tmp_path: 
         ["trust", "keygen", "--alg", "Ed25519", "--kid", "x", "--out", str(tmp_path / "root.jwk")],
     )
     assert again.exit_code == 2 and "not overwriting" in again.output
+
+
+def test_a_manifest_embedded_in_the_bundle_is_checked(tmp_path: Path) -> None:
+    w = world()
+    a = signed("Ed25519", w)
+    b = signed("ES256", w, id="indicator--0b7c5e1a-3f2d-4c8b-9a6e-5d4c3b2a1f00")
+    manifest = build_manifest(
+        [a, b], w.keys["platform"], issuer=w_platform(), issued=NOW, scope="export"
+    )
+    document = json.loads(bundle(a))
+    document["x_threatbay_manifest"] = manifest
+    code, out = run(tmp_path, w, json.dumps(document))
+    assert code == 1 and f"missing {b['id']}" in out and "manifest by" in out
+    document["objects"].append(b)
+    code, out = run(tmp_path, w, json.dumps(document))
+    assert code == 0 and "manifest matches" in out
+
+
+def test_a_container_with_duplicate_members_fails_even_if_every_object_verifies(
+    tmp_path: Path,
+) -> None:
+    w = world()
+    text = bundle(signed("Ed25519", w))
+    text = text.replace('"objects": [', '"objects": [], "objects": [', 1)
+    code, out = run(tmp_path, w, text)
+    assert code == 1 and "duplicate member 'objects' in the container" in out
+
+
+def test_a_trust_list_signed_by_the_wrong_root_makes_the_run_unusable(tmp_path: Path) -> None:
+    w = world()
+    w.roots["GD"] = w.roots["HK"]  # the verifier pins HK's root as GD's
+    code, out = run(tmp_path, w, bundle(signed("Ed25519", w)))
+    assert code == 2 and "trust list GD" in out and "not a root pinned for GD" in out

@@ -188,6 +188,10 @@ def test_a_manifest_must_be_signed_by_its_issuer_and_untouched() -> None:
     )
     manifest["objects"] = []
     assert "does not match" in verify_manifest(manifest, [], w.trust(), NOW, ALLOWED).reason
+    doubled = build_manifest(
+        [a, a], w.keys["platform"], issuer=PLATFORM_IDENTITY, issued=NOW, scope="x"
+    )
+    assert "lists indicator--" in verify_manifest(doubled, [a], w.trust(), NOW, ALLOWED).reason
 
 
 # ---------------------------------------------------------------- the extension definition
