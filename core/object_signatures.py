@@ -35,9 +35,12 @@ local policy, never something the payload can say: ``verify`` reports
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+from importlib import resources
 from typing import Any, Literal
 
 from core.jcs import NotCanonical, canonical, digest, digest_of, duplicate_members
@@ -63,6 +66,20 @@ Role = Literal["origin", "countersignature"]
 Status = Literal["verified", "failed", "unsigned"]
 _ORIGIN_MEMBERS = frozenset({"role", "jws", "custody"})
 _COUNTER_MEMBERS = frozenset({"role", "jws", "custody", "signer", "signed_at"})
+
+
+@cache
+def extension_definition() -> dict[str, Any]:
+    """The ``extension-definition`` object of TRUSTED_DATA_EXTENSION (package data)."""
+    text = resources.files("core").joinpath("trusted_data_extension.json").read_text("utf-8")
+    definition: dict[str, Any] = json.loads(text)
+    return definition
+
+
+def extension_schema() -> dict[str, Any]:
+    """The JSON Schema of the extension's properties (the definition's ``schema``)."""
+    schema: dict[str, Any] = json.loads(extension_definition()["schema"])
+    return schema
 
 
 class AlreadySigned(ValueError):

@@ -196,6 +196,8 @@ def pinned_roots(config: Any) -> dict[str, list[PublicKey]]:
     for jurisdiction, jwks in config.items():
         if not isinstance(jwks, list) or not all(isinstance(j, dict) for j in jwks):
             raise TrustListInvalid(jurisdiction, "pinned roots must be a list of JWKs")
+        if any("d" in jwk for jwk in jwks):
+            raise TrustListInvalid(jurisdiction, "a pinned root carries its private key ('d')")
         try:
             roots[jurisdiction] = [public_key(jwk) for jwk in jwks]
         except KeyInvalid as exc:
@@ -253,6 +255,8 @@ def _entries(jurisdiction: str, keys: Any) -> tuple[KeyEntry, ...]:
     for jwk in keys:
         if not isinstance(jwk, dict):
             raise ValueError("a key entry is not a JSON object")
+        if "d" in jwk:
+            raise ValueError(f"key {jwk.get('kid')!r} carries private key material ('d')")
         key = public_key(jwk)
         if key.kid in seen:
             raise ValueError(f"kid {key.kid!r} listed twice")

@@ -580,3 +580,23 @@ def test_a_trust_list_signed_by_the_wrong_root_makes_the_run_unusable(tmp_path: 
     w.roots["GD"] = w.roots["HK"]  # the verifier pins HK's root as GD's
     code, out = run(tmp_path, w, bundle(signed("Ed25519", w)))
     assert code == 2 and "trust list GD" in out and "not a root pinned for GD" in out
+
+
+def test_verify_takes_roots_and_trust_lists_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world()
+    options = w.write(tmp_path)
+    lists = {j: str(tmp_path / f"trust-{j}.json") for j in w.lists}
+    monkeypatch.setenv("THREATBAY_SIGNING__ROOTS_FILE", options[1])
+    monkeypatch.setenv("THREATBAY_SIGNING__TRUST_LISTS", json.dumps(lists))
+    (tmp_path / "input.json").write_text(bundle(signed("SM2SM3", w)))
+    result = CliRunner().invoke(
+        app, ["verify", str(tmp_path / "input.json"), "--received-at", RECEIVED]
+    )
+    assert result.exit_code == 0, result.output
+    monkeypatch.setenv("THREATBAY_SIGNING__ALGORITHMS", '["Ed25519", "ES256"]')
+    result = CliRunner().invoke(
+        app, ["verify", str(tmp_path / "input.json"), "--received-at", RECEIVED]
+    )
+    assert result.exit_code == 1 and "not in the allow-list" in result.output

@@ -205,6 +205,8 @@ def test_the_extension_definition_carries_the_schema_and_signed_objects_follow_i
     definition, schema = _data("trusted_data_extension.json"), _data("trusted_data_schema.json")
     assert definition["id"] == EXT and definition["extension_types"] == ["property-extension"]
     assert json.loads(definition["schema"]) == schema
+    assert sigs.extension_definition() == definition and sigs.extension_schema() == schema
+    assert definition["created_by_ref"] == PLATFORM_IDENTITY
     validator = jsonschema.Draft202012Validator(schema)
     validator.check_schema(schema)
     w = world()

@@ -108,6 +108,7 @@ def test_a_list_with_a_duplicate_kid_or_a_bad_key_is_refused() -> None:
         ([dict(keys[0], custody="escrow")], "custody"),
         ([dict(keys[0], alg="HS256")], "'alg' must be one of"),
         ([dict(keys[0], not_after="tomorrow")], "RFC 3339"),
+        ([dict(keys[0], d="AAAA")], "private key material"),
     ]:
         document = issue("GD", bad_keys, w.roots["GD"], sequence=4, issued=NOW, expires=YEAR_END)
         with pytest.raises(TrustListInvalid, match=reason):
@@ -182,3 +183,5 @@ def test_pinned_roots_must_be_jwks() -> None:
     with pytest.raises(TrustListInvalid):
         pinned_roots({"GD": [{"kty": "oct", "k": "c2VjcmV0", "kid": "r", "alg": "HS256"}]})
     assert pinned_roots({"GD": [dict(generate("Ed25519", "r").public.jwk)]})["GD"][0].kid == "r"
+    with pytest.raises(TrustListInvalid, match="private key"):
+        pinned_roots({"GD": [generate("Ed25519", "r").private_jwk()]})
