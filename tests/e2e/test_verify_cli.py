@@ -600,3 +600,14 @@ def test_verify_takes_roots_and_trust_lists_from_settings(
         app, ["verify", str(tmp_path / "input.json"), "--received-at", RECEIVED]
     )
     assert result.exit_code == 1 and "not in the allow-list" in result.output
+
+
+def test_one_object_and_a_plain_array_are_inputs_too(tmp_path: Path) -> None:
+    w = world()
+    obj = signed("ES256", w)
+    code, out = run(tmp_path, w, json.dumps(obj))
+    assert code == 0 and "1 objects: 1 verified" in out
+    bad = copy.deepcopy(obj)
+    bad["pattern"] = "[ipv4-addr:value = '10.0.0.1']"
+    code, out = run(tmp_path, w, json.dumps([obj, bad]))
+    assert code == 1 and "2 objects: 1 verified, 1 failed" in out
