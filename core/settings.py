@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigurationError
@@ -95,6 +95,32 @@ class ApiSettings(BaseModel):
     """How long a correlator reuses an agency's reliability and default confidence."""
 
 
+class SigningSettings(BaseModel):
+    """Trusted data (DOMAIN.md; core/signing.py, core/trust.py, core/object_signatures.py)."""
+
+    algorithms: list[str] = ["Ed25519", "ES256", "SM2SM3"]
+    """The allow-list. ``none``, HMAC (``HS*``) and unknown names are refused at start-up."""
+    roots_file: Path | None = None
+    """JSON ``{"GD": [root public JWK, ...], "HK": [...], "MO": [...]}``: the pinned roots."""
+    agencies_file: Path | None = None
+    """JSON ``{"identity--…": "GD", …}``: which jurisdiction's list may speak for an agency."""
+    trust_lists: dict[str, str] = {}
+    """Jurisdiction -> file or URL of its signed trust list (JSON in the environment)."""
+    clock_skew_s: float = 300.0
+    """Tolerance for times a signer states (trust list ``issued``, countersignature time)."""
+
+    @field_validator("algorithms")
+    @classmethod
+    def _only_allowed_algorithms(cls, value: list[str]) -> list[str]:
+        from core.signing import ALGORITHMS, refusal
+
+        for alg in value:
+            refused = refusal(alg, ALGORITHMS)
+            if refused:
+                raise ValueError(f"THREATBAY_SIGNING__ALGORITHMS: {refused}")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THREATBAY_", env_nested_delimiter="__", extra="ignore"
@@ -123,6 +149,7 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhookSettings = WebhookSettings()
     api: ApiSettings = ApiSettings()
+    signing: SigningSettings = SigningSettings()
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

@@ -11,10 +11,14 @@ import typer
 from core.settings import Settings
 from threatbay.cli_agency import agency_app
 from threatbay.cli_feeds import feeds_app
+from threatbay.cli_trust import trust_app
+from threatbay.cli_verify import verify_command
 
 app = typer.Typer(help="ThreatBay: joint threat-intelligence exchange and early warning.")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(agency_app, name="agency")
+app.add_typer(trust_app, name="trust")
+app.command("verify")(verify_command)
 
 
 def _settings(data_dir: Path | None) -> Settings:
