@@ -92,7 +92,7 @@ class AgencyIn(BaseModel):
 class LinkIn(BaseModel):
     alert_id: str | None = None
     record_key: str | None = None
-    marking: MarkingIn = Field(default_factory=MarkingIn)
+    marking: MarkingIn = MarkingIn(tlp="amber")
 
 
 class TaskIn(BaseModel):
@@ -103,7 +103,7 @@ class TaskIn(BaseModel):
     due: str | None = None
     task_types: list[str] = Field(default_factory=list)
     priority: int | None = Field(None, ge=0, le=100)
-    marking: MarkingIn = Field(default_factory=MarkingIn)
+    marking: MarkingIn = MarkingIn(tlp="amber")
 
 
 class TaskMoveIn(BaseModel):
@@ -113,7 +113,7 @@ class TaskMoveIn(BaseModel):
 
 class NoteIn(BaseModel):
     text: str = Field(..., min_length=1, max_length=8000)
-    marking: MarkingIn = Field(default_factory=MarkingIn)
+    marking: MarkingIn = MarkingIn(tlp="amber")
 
 
 class ImpactIn(BaseModel):
@@ -121,7 +121,7 @@ class ImpactIn(BaseModel):
     description: str = Field("", max_length=8000)
     criticality: int | None = Field(None, ge=0, le=100)
     details: dict[str, Any] = Field(default_factory=dict)
-    marking: MarkingIn = Field(default_factory=MarkingIn)
+    marking: MarkingIn = MarkingIn(tlp="amber")
 
 
 class RequestIn(BaseModel):
@@ -130,7 +130,7 @@ class RequestIn(BaseModel):
     text: str = Field(..., min_length=1, max_length=8000)
     deadline: str | None = None
     record_keys: list[str] = Field(default_factory=list)
-    marking: MarkingIn = Field(default_factory=MarkingIn)
+    marking: MarkingIn = MarkingIn(tlp="amber")
 
 
 class AnswerIn(BaseModel):
@@ -145,7 +145,7 @@ class EntityIn(BaseModel):
     critical_infrastructure: bool = False
     sector: str | None = Field(None, max_length=100)
     description: str = Field("", max_length=4000)
-    marking: MarkingIn = Field(default_factory=MarkingIn)
+    marking: MarkingIn = MarkingIn(tlp="amber")
 
 
 class AwarenessIn(BaseModel):

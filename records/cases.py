@@ -50,7 +50,7 @@ _SEQ_DIGITS = 17
 
 
 class CaseEvent(TypedDict):
-    """One timeline entry as stored in ``threatbay-case-events`` and published on ``intel.cases``."""
+    """One timeline entry as stored in ``threatbay-case-events`` and sent on ``intel.cases``."""
 
     id: str
     stream_seq: int

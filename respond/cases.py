@@ -1,4 +1,6 @@
-"""Joint incident cases: the case document and its pure transitions (DOMAIN.md "Joint incident cases").
+"""Joint incident cases: the case document and its pure transitions.
+
+DOMAIN.md "Joint incident cases".
 
 A case is a plain JSON-ready dict stored as is in ``threatbay-cases``
 (records/cases.py). Every transition here is a pure function of the case, the
@@ -427,7 +429,7 @@ def propose_from_alert(alert: Mapping[str, Any], now: datetime) -> Transition:
 def decide_proposal(
     case: Case, actor: Actor, now: datetime, accept: bool, reason: str | None = None
 ) -> Transition | CaseError:
-    """A proposed jurisdiction accepts (joins; the first one opens the case and leads) or declines."""
+    """A proposed jurisdiction accepts (joins; the first opens the case and leads) or declines."""
     proposal = case.get("proposal")
     if not proposal or actor.jurisdiction not in proposal["jurisdictions"]:
         return CaseError("not_proposed", "this case was not proposed to your jurisdiction", 403)
@@ -977,7 +979,7 @@ def set_awareness(
 def mark_reported(
     case: Case, actor: Actor, now: datetime, clock_key: str, reference: str
 ) -> Transition | CaseError:
-    """An agency of the clock's jurisdiction marks the statutory report made (who, when, reference)."""
+    """The clock's jurisdiction marks the statutory report made (who, when, reference)."""
     problem = _need_participant(case, actor)
     if problem:
         return problem

@@ -1,4 +1,6 @@
-"""Statutory reporting clocks as data (DOMAIN.md "Statutory reporting clocks", "Joint incident cases").
+"""Statutory reporting clocks as data.
+
+DOMAIN.md "Statutory reporting clocks" and "Joint incident cases".
 
 The rules file (``threatbay/defaults/clock_rules.yaml``; an operator points
 ``THREATBAY_CASES__CLOCK_RULES_FILE`` at their own) says, per jurisdiction,

@@ -103,7 +103,8 @@ def report_html(
         f"TLP:{_e(view['tlp'].upper())} · severity {_e(view['severity'])} · status "
         f"{_e(view['status'])} · determination {_e(view['determination'])} · lead "
         f"{_e(view['lead']['agency'] if view.get('lead') else '')}</p>"
-        f"<p class='meta'>Prepared for {_e(reader.get('agency'))} ({_e(reader.get('jurisdiction'))})"
+        f"<p class='meta'>Prepared for {_e(reader.get('agency'))} "
+        f"({_e(reader.get('jurisdiction'))})"
         f": this report contains exactly what that agency may see of the case.</p>"
     )
     body = "".join(

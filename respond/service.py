@@ -197,17 +197,22 @@ class Responder:
         if check is not None:
             return check
         now = self.now
+        types = preset.incident_types if preset else ()
+        preset_sectors = (
+            [{"sector": s, "critical_infrastructure": c} for s, c in preset.sectors]
+            if preset
+            else []
+        )
         opened = model.open_case(
             actor,
             now,
             title=title,
-            incident_type=incident_type or (preset.incident_types[0] if preset and preset.incident_types else ""),
+            incident_type=incident_type or (types[0] if types else ""),
             severity=severity or (preset.severity if preset else "ORANGE"),
             determination=determination or (preset.determination if preset else "suspected"),
-            criticality=criticality if criticality is not None else (preset.criticality if preset else 50),
-            sectors=sectors if sectors is not None else (
-                [{"sector": s, "critical_infrastructure": c} for s, c in preset.sectors] if preset else []
-            ),
+            criticality=criticality if criticality is not None else (
+                preset.criticality if preset else 50),
+            sectors=sectors if sectors is not None else preset_sectors,
             description=description,
             header_tlp=header_tlp,
             participants_of=members,

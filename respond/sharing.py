@@ -145,7 +145,7 @@ def item_view(
     if not own:
         if role != "participant" and not (role == "invited" and platform):
             return None
-        implicit = {item.get("assignee"), item.get("addressee")} - {None}
+        implicit = {str(v) for v in (item.get("assignee"), item.get("addressee")) if v}
         audience = set(item["audience"])
         if audience and not (
             reader.agency_id in audience

@@ -127,12 +127,11 @@ class Proposer(ConsumerStage):
             ):
                 continue
             now = book.clock.now()
-            outcome = book.transact(
-                model.case_id_for_alert(alert_id),
-                lambda case, a=alert, t=now: (
-                    model.propose_from_alert(a, t) if case is None else None
-                ),
-            )
+
+            def propose(case: Any, a: Any = alert, t: Any = now) -> Any:
+                return model.propose_from_alert(a, t) if case is None else None
+
+            outcome = book.transact(model.case_id_for_alert(alert_id), propose)
             made += isinstance(outcome, tuple)
         return made
 
@@ -193,8 +192,8 @@ class CaseNotifier(ConsumerStage):
                 continue  # noted by a write that never happened: nothing to tell
             targets = set(entry.get("notify") or [])
             if entry["type"] == "proposed" and case.get("proposal"):
-                for endpoint in books.webhooks.in_jurisdictions(case["proposal"]["jurisdictions"]):
-                    targets.add(endpoint.agency_id)
+                for invited in books.webhooks.in_jurisdictions(case["proposal"]["jurisdictions"]):
+                    targets.add(invited.agency_id)
             for agency_id in sorted(targets):
                 endpoint = books.webhooks.get(agency_id)
                 if endpoint is None or not endpoint.active:

@@ -41,7 +41,8 @@ from respond import stix as case_stix
 from respond.service import Responder
 from respond.stages import CaseNotifier, Proposer, respond_tick
 from tests.e2e.conftest import AGENCIES, Key, embedded_or_real, free_port, indicator
-from tests.e2e.test_alerts_flow import Receiver, receiver  # noqa: F401 - fixture
+from tests.e2e.test_alerts_flow import Receiver
+from tests.e2e.test_alerts_flow import receiver as receiver  # noqa: F401 - fixture
 from threatbay.bootstrap import Services, correlator_for
 
 BACKENDS = [
@@ -283,7 +284,8 @@ def test_joint_case_from_red_alert_to_stix_over_taxii(
                      201)["tasks"][-1]  # fmt: skip
     mo_task = p.post("gd", base + "/tasks", {**task, "title": "Check CARIC notifications",
                      "assignee": "mo-caric", "analyst": "duty officer",
-                     "due": format_timestamp(now + timedelta(hours=1))}, 201)["tasks"][-1]  # fmt: skip
+                     "due": format_timestamp(now + timedelta(hours=1))},
+                     201)["tasks"][-1]  # fmt: skip
     assert p.notify()["delivered"] >= 2  # each assignee is told of its task
     assert {d["agency"] for d in receiver.accepted if d["event"]["type"] == "task_created"} == {
         "hk-govcert", "mo-caric"}  # fmt: skip
@@ -335,7 +337,8 @@ def test_joint_case_from_red_alert_to_stix_over_taxii(
     p.post("gd", base + "/entities", {"aware_at": format_timestamp(t), "operator_type": "cii",
            "critical_infrastructure": True, "sector": "energy", "marking": {"tlp": "green"}},
            201)  # fmt: skip
-    p.post("hk", base + "/entities", {"aware_at": format_timestamp(t), "operator_type": "ci-operator",
+    p.post("hk", base + "/entities", {"aware_at": format_timestamp(t),
+           "operator_type": "ci-operator",
            "serious": True, "marking": {"tlp": "green"}}, 201)  # fmt: skip
     clocks = {c["jurisdiction"]: c for c in p.get("gd", base)["clocks"]}
     assert clocks["GD"]["due"] == format_timestamp(t + timedelta(hours=1))
@@ -446,7 +449,9 @@ def test_joint_case_from_red_alert_to_stix_over_taxii(
     assert landed["status"] == "done" and landed["outcome"] == "successful"
 
 
-def test_a_clock_marked_reported_in_time_never_breaches(platform: Platform, clock: FakeClock) -> None:
+def test_a_clock_marked_reported_in_time_never_breaches(
+    platform: Platform, clock: FakeClock
+) -> None:
     p = platform
     opened = p.post("gd", "/api/v1/incidents", {"title": "Ransomware at a grid operator",
                     "template": "ransomware-critical-infrastructure",

@@ -113,7 +113,8 @@ def act(case: dict[str, Any], kind: str, actor: Actor, marking: Marking, other: 
                               due=now + timedelta(minutes=30), marking=marking)  # fmt: skip
     if kind == "impact":
         return model.add_impact(case, actor, now, category="availability", description=text,
-                                details={"availability_impact": n * 10}, marking=marking)  # fmt: skip
+                                details={"availability_impact": n * 10},
+                                marking=marking)  # fmt: skip
     if kind == "request":
         return model.add_request(case, actor, now, request_type="takedown", addressee=other,
                                  text=text, deadline=now + timedelta(hours=1),
