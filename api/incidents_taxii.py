@@ -65,6 +65,8 @@ def _collection(case_id: str, title: str, principal: Principal) -> dict[str, Any
 
 
 def _objects(responder: Responder, p: Principal, collection_id: str) -> list[dict[str, Any]]:
+    if not p.has("analyst", "dashboard", "admin"):
+        raise TaxiiError(403, "Forbidden", "reading a case needs the analyst or dashboard role")
     try:
         return stix_objects(responder, p, _case_id(collection_id), Purpose.TAXII_EXPORT)
     except HttpError as err:
