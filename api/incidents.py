@@ -760,6 +760,7 @@ def incidents_router() -> APIRouter:
         max_seconds: Annotated[float | None, Query(gt=0, le=3600)] = None,
     ) -> StreamingResponse:
         """Server-Sent Events of one case, per reader; resume with ``Last-Event-ID``."""
+        _require(principal, READ_ROLES)
         found = await asyncio.to_thread(responder.view, case_id, reader_of(principal))
         if found is None:
             raise not_found(f"no case {case_id} visible to you")

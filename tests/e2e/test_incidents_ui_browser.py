@@ -172,7 +172,5 @@ def test_the_page_is_live_and_hk_sees_its_own_red_note(
                    headers={"Authorization": f"Bearer {keys['gd']}"},
                    json={"text": "MO confirms takedown", "marking": {"tlp": "green"}})  # fmt: skip
     assert r.status_code == 201, r.text
-    page.wait_for_function(
-        "document.getElementById('case-notes').innerText.includes('MO confirms takedown')",
-        timeout=15_000,
-    )
+    # The stream tells the page; the note appears without a reload.
+    page.locator("#case-notes", has_text="MO confirms takedown").wait_for(timeout=15_000)
