@@ -255,6 +255,9 @@ def test_joint_case_from_red_alert_to_stix_over_taxii(
     # The respond stage proposes one case to the alert's jurisdictions (a replay adds none).
     assert p.propose() >= 1
     assert p.proposer.propose([alert["id"]]) == 0  # a replayed alert event proposes nothing new
+    p.notify()  # each proposed jurisdiction is told, Macao is not
+    told = sorted(d["agency"] for d in receiver.accepted if d["event"]["type"] == "proposed")
+    assert told == ["gd-cac", "hk-govcert"]
     [proposal] = p.get("gd", "/api/v1/incidents")["items"]
     assert proposal["status"] == "proposed" and proposal["role"] == "invited"
     assert proposal["proposal"]["jurisdictions"] == ["GD", "HK"]
