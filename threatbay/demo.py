@@ -824,11 +824,14 @@ def run_incident_scenario(
         call(gd, "POST", f"/{case}/participants", {"agency": hk.agency.id})
         out.lead_history.append(gd.agency.id)
         now = clock.now()
-        due = lambda h: format_timestamp(now + timedelta(hours=h))  # noqa: E731
+
+        def due(hours: int) -> str:
+            return format_timestamp(now + timedelta(hours=hours))
+
         hk_task = call(gd, "POST", f"/{case}/tasks", {"title": "Hunt for PearlLoader in HK CI",
                        "assignee": hk.agency.id, "due": due(2)})["tasks"][-1]  # fmt: skip
-        mo_task = call(gd, "POST", f"/{case}/tasks", {"title": "Check CARIC notifications",
-                       "assignee": mo.agency.id, "due": due(1)})["tasks"][-1]  # fmt: skip
+        call(gd, "POST", f"/{case}/tasks", {"title": "Check CARIC notifications",
+                       "assignee": mo.agency.id, "due": due(1)})  # fmt: skip
         call(hk, "POST", f"/{case}/tasks/{hk_task['id']}/accept")
         call(hk, "POST", f"/{case}/tasks/{hk_task['id']}/done", {"outcome": "successful"})
         req = call(gd, "POST", f"/{case}/requests", {"request_type": "takedown",
@@ -873,7 +876,6 @@ def run_incident_scenario(
             return got if any("task_overdue" in g for g in got) else []
 
         out.deliveries = wait_for("the case notifications", case_deliveries, deadline)
-        _ = mo_task
     return out
 
 
