@@ -135,6 +135,7 @@ def report_pdf(
 ) -> bytes:
     """The report as PDF (fpdf2); the same sections as the HTML form."""
     from fpdf import FPDF
+    from fpdf.fonts import FontFace
 
     pdf = FPDF(orientation="L", format="A4")
     pdf.set_auto_page_break(auto=True, margin=12)
@@ -167,7 +168,9 @@ def report_pdf(
         if not rows:
             pdf.cell(0, 5, "-", new_x="LMARGIN", new_y="NEXT")
             continue
-        with pdf.table(text_align="LEFT", line_height=4.5) as table:
+        with pdf.table(
+            text_align="LEFT", line_height=4.5, headings_style=FontFace(emphasis="")
+        ) as table:
             row = table.row()
             for h in headers:
                 row.cell(text(h))

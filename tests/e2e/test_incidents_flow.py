@@ -481,6 +481,9 @@ def test_a_clock_marked_reported_in_time_never_breaches(
     assert p.client.put(f"{base}/entities/{entity['id']}/awareness", headers=auth(p.keys["hk"]),
                         json={"aware_at": format_timestamp(t)}).status_code == 403  # fmt: skip
     assert p.get("mo", base)["counts"]["clocks"] == 1
+    pdf = p.client.get(base + "/report", params={"format": "pdf"}, headers=auth(p.keys["mo"]))
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert pdf.headers["content-type"] == "application/pdf"
 
 
 def test_bad_input_gets_a_precise_answer(platform: Platform) -> None:
