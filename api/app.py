@@ -13,7 +13,18 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import admin, alerts, audit, errors, indicators, stream, ui, webhooks
+from api import (
+    admin,
+    alerts,
+    audit,
+    errors,
+    incidents,
+    incidents_taxii,
+    indicators,
+    stream,
+    ui,
+    webhooks,
+)
 from api.alerts import AlertPages
 from api.auth import FailureLimiter, PrincipalCache
 from api.errors import TAXII_21, TAXII_PREFIX
@@ -80,6 +91,7 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.include_router(incidents_taxii.incidents_taxii_router())  # before /taxii2/{api_root}
     app.include_router(taxii_router())
     app.include_router(admin.admin_router())
     app.include_router(indicators.router())
@@ -88,5 +100,6 @@ def create_app(
     app.include_router(alerts.alerts_router())
     app.include_router(stream.stream_router())
     app.include_router(webhooks.webhooks_router())
+    app.include_router(incidents.incidents_router())
     app.add_middleware(TaxiiMediaType)
     return app

@@ -73,6 +73,28 @@ class AlertsSettings(BaseModel):
     """Seconds between escalation ticks (overdue, update due, idle expiry)."""
 
 
+class CasesSettings(BaseModel):
+    """Joint incident cases (respond/, DOMAIN.md "Joint incident cases")."""
+
+    clock_rules_file: Path | None = None
+    """Statutory reporting clock rules (YAML); default threatbay/defaults/clock_rules.yaml."""
+    templates_dir: Path | None = None
+    """Case templates per incident type (YAML files); default threatbay/defaults/case_templates."""
+    tick_s: float = 15.0
+    """Seconds between respond ticks: outbox sweep, overdue tasks and requests, clocks."""
+    task_renotify_s: float = 3600.0
+    """An overdue task (or request) is re-notified once per this many seconds."""
+    propose_min_level: Literal["RED", "ORANGE", "YELLOW", "BLUE"] = "ORANGE"
+    """Alerts at this level or above concerning several jurisdictions propose a case."""
+    propose_min_jurisdictions: int = 2
+    max_tlp: dict[str, Literal["clear", "green", "amber", "amber+strict", "red"]] = Field(
+        default_factory=dict
+    )
+    """Per jurisdiction, the most restrictive TLP a participant of it receives (e.g. MO: green)."""
+    batch: int = 200
+    """Messages per poll of the proposer and the case notifier."""
+
+
 class WebhookSettings(BaseModel):
     max_attempts: int = 8
     base_delay_s: float = 10.0
@@ -148,6 +170,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    cases: CasesSettings = CasesSettings()
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
 

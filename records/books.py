@@ -15,6 +15,7 @@ from core.services import Services
 from records.agencies import AgencyRegistry
 from records.alerts import AlertBook
 from records.audit import AuditLog
+from records.cases import CaseBook
 from records.changes import ChangeAnnouncer
 from records.deliveries import Deliveries
 from records.feed_cursors import FeedCursors
@@ -28,6 +29,7 @@ class Records:
 
     agencies: AgencyRegistry
     alerts: AlertBook
+    cases: CaseBook
     audit: AuditLog
     outbox: Outbox
     changes: ChangeAnnouncer
@@ -59,6 +61,9 @@ def records_of(services: Services) -> Records:
                     services.sharing,
                     writes=s.writes,
                     outbox=outbox,
+                ),
+                cases=CaseBook(
+                    services.store, services.bus, services.clock, writes=s.writes, outbox=outbox
                 ),
                 audit=AuditLog(services.store, services.clock),
                 outbox=outbox,

@@ -41,6 +41,8 @@ from correlate.worker import Correlator
 from notify.deliverer import Deliverer
 from notify.notifier import Notifier
 from records.books import records_of
+from respond.service import Responder
+from respond.stages import CaseNotifier, Proposer, run_respond_tick
 
 __all__ = ["Services", "build"]
 
@@ -202,6 +204,12 @@ def deliverer_for(services: Services) -> Deliverer:
     return Deliverer(services.store, services.clock, settings=services.settings.webhooks)
 
 
+def responder_for(services: Services) -> Responder:
+    """Joint incident cases over this process's record books; the clock rules file and the
+    templates are checked here (a mistake fails start-up)."""
+    return Responder(records_of(services), services.sharing, services.settings.cases)
+
+
 # --------------------------------------------------------------------- loops
 
 
@@ -284,6 +292,19 @@ def start_alerter(services: Services, loops: Loops) -> None:
     loops.start("escalation", lambda stop: run_escalation(book, stop, every, idle))
     loops.start("notifier", notifier.run)
     loops.start("deliverer", deliverer.run)
+    start_responder(services, loops)
+
+
+def start_responder(services: Services, loops: Loops) -> None:
+    """The respond stage: case proposals from alerts, case notifications, the respond tick."""
+    responder = responder_for(services)
+    batch = services.settings.cases.batch
+    proposer = Proposer(responder, services.bus, batch_size=batch)
+    notifier = CaseNotifier(responder, services.bus, batch_size=batch)
+    every = services.settings.cases.tick_s
+    loops.start("case-proposer", proposer.run)
+    loops.start("case-notifier", notifier.run)
+    loops.start("respond-tick", lambda stop: run_respond_tick(responder, stop, every))
 
 
 # ----------------------------------------------------------------- processes

@@ -11,6 +11,7 @@ import typer
 from core.settings import Settings
 from threatbay.cli_agency import agency_app
 from threatbay.cli_feeds import feeds_app
+from threatbay.cli_incident import incident_app
 from threatbay.cli_trust import trust_app
 from threatbay.cli_verify import verify_command
 
@@ -19,6 +20,7 @@ app.add_typer(feeds_app, name="feeds")
 app.add_typer(agency_app, name="agency")
 app.add_typer(trust_app, name="trust")
 app.command("verify")(verify_command)
+app.add_typer(incident_app, name="incident")
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -97,6 +99,10 @@ def alerts(data_dir: DataDir = None) -> None:
 
 @app.command()
 def demo(
+    scenario: Annotated[
+        str | None,
+        typer.Argument(help="'incident' also walks a joint incident case on the RED alert."),
+    ] = None,
     port: Annotated[int, typer.Option(help="Port for the API, TAXII and the page.")] = 8400,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     data_dir: Annotated[
@@ -112,13 +118,18 @@ def demo(
     ] = True,
 ) -> None:
     """Start the platform, play three agencies' pushes, and show merge, alert, ack, overdue."""
-    from threatbay.demo import DemoError, demo_settings, run_demo
+    from threatbay.demo import DemoError, demo_settings, run_demo, run_incident_demo
+
+    if scenario not in (None, "incident"):
+        typer.echo(f"threatbay demo: unknown scenario {scenario!r} (use: incident)", err=True)
+        raise typer.Exit(2)
 
     # The report is the output; keep the loops' INFO chatter out of it.
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
-        run_demo(demo_settings(data_dir), host=host, port=port, keep_running=keep_running)
+        runner = run_incident_demo if scenario == "incident" else run_demo
+        runner(demo_settings(data_dir), host=host, port=port, keep_running=keep_running)
     except DemoError as exc:
         typer.echo(f"threatbay demo: {exc}", err=True)
         raise typer.Exit(1) from exc
