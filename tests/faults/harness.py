@@ -233,7 +233,7 @@ class PushStats:
     accepted: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (agency, ver)
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # client-visible, while a part is down
-    error_times: list[float] = field(default_factory=list)  # when a push got no 202 at all
+    error_times: list[float] = field(default_factory=list)  # when a push was not all accepted
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -303,7 +303,7 @@ class Pusher(threading.Thread):
                         self._error(f"HTTP {resp.status_code}")
                 except httpx.HTTPError as exc:
                     self._error(type(exc).__name__)
-                if not ok:
+                if len(ok) < len(chunk):
                     with self.stats.lock:
                         self.stats.error_times.append(time.time())
                 with self.stats.lock:

@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from tests.faults.harness import TlsSetup
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -159,3 +163,29 @@ class Authority:
         tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
         tmp.replace(self.crl_file)
         return self.crl_file
+
+
+def platform_tls(
+    folder: Path, cert_names: dict[str, tuple[str, ...]], with_certs: tuple[str, ...]
+) -> TlsSetup:
+    """A ``tests.faults.harness.TlsSetup``: server certificate, a CA per jurisdiction, and
+    client certificates for the agencies in ``with_certs`` (named by their first cert name)."""
+    from tests.faults.harness import AGENCIES, TlsSetup
+
+    server_ca = Authority("server", folder)
+    server = server_ca.issue("threatbay.test", server=True, file_stem="server")
+    cas = {j: Authority(j.lower(), folder) for j in ("GD", "HK", "MO")}
+    jurisdiction = {a.id: a.jurisdiction for a in AGENCIES}
+    certs = {}
+    for agency in with_certs:
+        issued = cas[jurisdiction[agency]].issue(cert_names[agency][0])
+        certs[agency] = (issued.cert_file, issued.key_file)
+    return TlsSetup(
+        server_ca=server_ca.ca_file,
+        cert_file=server.cert_file,
+        key_file=server.key_file,
+        client_ca={j: ca.ca_file for j, ca in cas.items()},
+        client_crl={j: ca.write_crl() for j, ca in cas.items()},
+        client_certs=certs,
+        cert_names=cert_names,
+    )

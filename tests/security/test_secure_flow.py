@@ -20,8 +20,8 @@ import pytest
 from backends.kafka_bus import KafkaBus
 from core.names import INDEX_DELIVERIES, TOPIC_DLQ
 from core.settings import KafkaSettings
-from tests.faults.harness import TAXII, Platform, Receiver, TlsSetup, poll_until
-from tests.security.pki import Authority
+from tests.faults.harness import TAXII, Platform, Receiver, poll_until
+from tests.security.pki import platform_tls
 from tests.security.stacks import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.elasticsearch, pytest.mark.timeout(900)]
@@ -34,31 +34,12 @@ CERT_NAMES = {
 }
 
 
-def tls_setup(folder: Path) -> TlsSetup:
-    server_ca = Authority("server", folder)
-    server = server_ca.issue("threatbay.test", server=True, file_stem="server")
-    cas = {j: Authority(j.lower(), folder) for j in ("GD", "HK", "MO")}
-    gd = cas["GD"].issue(CERT_NAMES["gd-cac"][0])
-    mo = cas["MO"].issue("caric", sans=CERT_NAMES["mo-caric"])
-    return TlsSetup(
-        server_ca=server_ca.ca_file,
-        cert_file=server.cert_file,
-        key_file=server.key_file,
-        client_ca={j: ca.ca_file for j, ca in cas.items()},
-        client_crl={j: ca.write_crl() for j, ca in cas.items()},
-        client_certs={
-            "gd-cac": (gd.cert_file, gd.key_file),
-            "mo-caric": (mo.cert_file, mo.key_file),
-        },
-        cert_names=CERT_NAMES,
-    )
-
-
 @pytest.fixture
 def platform(secure_stack: Stack, tmp_path: Path) -> Iterator[tuple[Platform, Receiver]]:
     receiver = Receiver()
     receiver.up()
-    p = Platform(secure_stack, tmp_path, receiver, tls=tls_setup(tmp_path / "pki"))
+    tls = platform_tls(tmp_path / "pki", CERT_NAMES, with_certs=("gd-cac", "mo-caric"))
+    p = Platform(secure_stack, tmp_path, receiver, tls=tls)
     try:
         yield p, receiver
     finally:
