@@ -234,6 +234,7 @@ class PushStats:
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # client-visible, while a part is down
     error_times: list[float] = field(default_factory=list)  # when a push was not all accepted
+    push_times: list[tuple[float, float]] = field(default_factory=list)  # (sent at, seconds)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -291,6 +292,7 @@ class Pusher(threading.Thread):
                     self.stats.pushed.update(o["id"] for o in chunk)
                     self.stats.requests += 1
                 ok: dict[str, str] = {}
+                sent = time.time()
                 try:
                     resp = client.post(
                         url, content=orjson.dumps({"objects": chunk}), headers=self.headers
@@ -303,8 +305,9 @@ class Pusher(threading.Thread):
                         self._error(f"HTTP {resp.status_code}")
                 except httpx.HTTPError as exc:
                     self._error(type(exc).__name__)
-                if len(ok) < len(chunk):
-                    with self.stats.lock:
+                with self.stats.lock:
+                    self.stats.push_times.append((sent, time.time() - sent))
+                    if len(ok) < len(chunk):
                         self.stats.error_times.append(time.time())
                 with self.stats.lock:
                     for sid, ver in ok.items():

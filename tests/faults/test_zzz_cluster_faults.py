@@ -253,6 +253,9 @@ def settle(p: Platform, pushers: list[Pusher], reads: ReadLoad, fault: Fault) ->
     report = p.report(f"{fault.what} SIGKILL ({fault.node})", recovery)
     with p.stats.lock:
         push_errors = [(t, "POST objects") for t in p.stats.error_times]
+        pushes = list(p.stats.push_times)
+    during = sorted(d for t, d in pushes if fault.killed_at <= t <= fault.back_at)
+    calm = sorted(d for t, d in pushes if t < fault.killed_at)
     errors = sorted(push_errors + reads.stats.error_times)
     first = errors[0][0] - fault.killed_at if errors else 0.0
     last = errors[-1][0] - fault.killed_at if errors else 0.0
@@ -268,6 +271,9 @@ def settle(p: Platform, pushers: list[Pusher], reads: ReadLoad, fault: Fault) ->
         "down_s": fault.back_at - fault.killed_at,
         "start_s": fault.back_at - fault.restart_at,
         "reads_ok": sum(len(v) for v in reads.stats.latency.values()),
+        "push_p50_before_ms": 1000 * calm[len(calm) // 2] if calm else 0.0,
+        "push_p99_down_ms": 1000 * during[int(len(during) * 0.99)] if during else 0.0,
+        "push_max_down_ms": 1000 * during[-1] if during else 0.0,
     }
     print(report.line())
     print(
@@ -276,7 +282,10 @@ def settle(p: Platform, pushers: list[Pusher], reads: ReadLoad, fault: Fault) ->
         f"accepted; client errors {figures['errors']} in a window of "
         f"{figures['window_s']:.1f}s (first {first:.1f}s, last {last:.1f}s after the kill, "
         f"{figures['last_error_after_back_s']:.1f}s after it was back) "
-        f"{figures['error_kinds']}; {figures['reads_ok']} reads ok"
+        f"{figures['error_kinds']}; {figures['reads_ok']} reads ok; TAXII POST p50 "
+        f"{figures['push_p50_before_ms']:.0f} ms before the kill, p99 "
+        f"{figures['push_p99_down_ms']:.0f} / max {figures['push_max_down_ms']:.0f} ms while "
+        "the node was down"
     )
     return figures
 
