@@ -271,18 +271,10 @@ class Stack:
         return [meta.get("error_code", 0) == 0]
 
     def drop(self, namespace: str) -> None:
-        """Remove the namespace's topics, ACLs and indices (best effort)."""
+        """Remove the namespace's topics, stage ACLs and indices (best effort)."""
         assert namespace, "refusing to drop the production names"
         try:
-            from kafka.admin import (
-                ACLFilter,
-                ACLOperation,
-                ACLPermissionType,
-                ACLResourcePatternType,
-                KafkaAdminClient,
-                ResourcePatternFilter,
-                ResourceType,
-            )
+            from kafka.admin import KafkaAdminClient
 
             admin = KafkaAdminClient(**self.kafka_client_config("admin"))
             try:
@@ -290,20 +282,9 @@ class Stack:
                 if ours:
                     admin.delete_topics(ours)
                 if self.secure:
-                    admin.delete_acls(
-                        [
-                            ACLFilter(
-                                principal=None,
-                                host="*",
-                                operation=ACLOperation.ANY,
-                                permission_type=ACLPermissionType.ANY,
-                                resource_pattern=ResourcePatternFilter(
-                                    rtype, namespace, ACLResourcePatternType.MATCH
-                                ),
-                            )
-                            for rtype in (ResourceType.TOPIC, ResourceType.GROUP)
-                        ]
-                    )
+                    # Exactly the bindings grant() made: a MATCH filter on the namespace would
+                    # also take the tester's PREFIXED "test-" grant with them.
+                    admin.delete_acls(self._acl_filters(namespace))
             finally:
                 admin.close()
         except Exception as exc:  # leftovers under a unique prefix harm no one
@@ -315,6 +296,31 @@ class Stack:
             print(f"[stacks] Elasticsearch cleanup of {namespace} incomplete: {exc!r}")
         finally:
             es.close()
+
+    def _acl_filters(self, namespace: str) -> list[Any]:
+        from kafka.admin import (
+            ACLFilter,
+            ACLOperation,
+            ACLPermissionType,
+            ACLResourcePatternType,
+            ResourcePatternFilter,
+            ResourceType,
+        )
+
+        return [
+            ACLFilter(
+                principal=a["principal"],
+                host="*",
+                operation=ACLOperation[a["operation"]],
+                permission_type=ACLPermissionType.ALLOW,
+                resource_pattern=ResourcePatternFilter(
+                    ResourceType[a["resource_type"]],
+                    a["name"].replace("{ns}", namespace),
+                    ACLResourcePatternType.LITERAL,
+                ),
+            )
+            for a in self.k["acl_template"]
+        ]
 
     # -- health
 

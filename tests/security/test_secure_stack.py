@@ -203,3 +203,20 @@ def test_no_password_shows_in_settings_reprs_or_client_logs(
     assert "Starting KafkaAdminClient with configuration" in caplog.text  # the log was on
     leaked = [p[:4] + "..." for p in passwords if p in text]
     assert not leaked, f"passwords shown: {leaked}"
+
+
+def test_serve_gives_each_stage_its_own_principal_in_one_process(
+    secure_stack: Stack, ns: str, tmp_path: Path
+) -> None:
+    """``threatbay serve`` on a secured stack: four clients, each with its stage's rights."""
+    from threatbay.bootstrap import stage_services
+
+    by_stage = stage_services(secure_stack.settings(ns, tmp_path))
+    try:
+        principals = {stage: svc.bus.principal for stage, svc in by_stage.items()}  # type: ignore[attr-defined]
+        assert principals == {s: f"User:{s}" for s in STAGE_TOPICS}
+        with pytest.raises(BusUnavailable):
+            by_stage["rescore"].bus.publish(names.TOPIC_RAW, [message()])
+    finally:
+        for svc in by_stage.values():
+            svc.close()
