@@ -60,7 +60,7 @@ def test_push_correlate_alert_webhook_and_taxii_read_on_the_secured_stack(
     assert p.accepted_count() == 3 * PER_AGENCY, (p.accepted_count(), p.stats.errors)
     assert not p.stats.errors, p.stats.errors
 
-    stored_s = p.wait_stored(t0, timeout_s=180)
+    stored_s = p.wait_stored(t0, timeout_s=300)
     assert stored_s >= 0, "not every accepted object was stored and merged"
     p.wait_alerts(timeout_s=120)
     report = p.report("secured stack end to end", stored_s)
