@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Generate ``deploy/compose.yaml`` (secure by default) from the dev stack's own configuration.
 
-    python3 deploy/make_compose.py            # (re)write deploy/compose*.yaml and deploy/compose/
-    python3 deploy/make_compose.py --check    # exit 1 if the committed files are stale
-    python3 deploy/make_compose.py secrets    # CA, certificates, passwords into deploy/secrets/
+    .venv/bin/python deploy/make_compose.py          # (re)write compose*.yaml, compose/
+    .venv/bin/python deploy/make_compose.py --check  # exit 1 if they are stale
+    .venv/bin/python deploy/make_compose.py secrets  # trial CA, certificates, passwords
 
 No Docker runs on the dev machines, so the production stack cannot be started
 here. Instead it is *generated from* what ``deploy/dev/services up --secure
@@ -496,7 +496,7 @@ def main(argv: list[str]) -> int:
             if not p.exists() or p.read_text() != text
         ]
         if stale:
-            print("stale (run python3 deploy/make_compose.py): " + ", ".join(stale))
+            print("stale (run .venv/bin/python deploy/make_compose.py): " + ", ".join(stale))
             return 1
         print(f"{len(files)} generated files are current")
         return 0

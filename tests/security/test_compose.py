@@ -53,18 +53,24 @@ def test_the_committed_compose_files_are_what_the_dev_stack_configuration_genera
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("name", FILES)
-def test_every_threatbay_service_passes_the_production_checks(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    secrets = tmp_path / "secrets"
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What ``make_compose.py secrets`` makes for a trial (CA, certificates, passwords)."""
+    folder = tmp_path_factory.mktemp("compose") / "secrets"
     res = subprocess.run(
-        [sys.executable, str(MAKE), "secrets", str(secrets)],
+        [sys.executable, str(MAKE), "secrets", str(folder)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert res.returncode == 0, res.stdout + res.stderr
+    return folder
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_threatbay_service_passes_the_production_checks(
+    name: str, secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = compose(name)
     for service, stage in STAGE_SERVICES.items():
         env = doc["services"][service]["environment"]
