@@ -26,6 +26,8 @@ class AgencyIn(BaseModel):
     roles: list[str] = ["publisher", "analyst"]
     webhook_url: str | None = None
     crossborder_consent: list[str] = []
+    cert_names: list[str] = []
+    require_client_cert: bool = False
 
 
 class CredentialIn(BaseModel):
@@ -60,6 +62,7 @@ def admin_router() -> APIRouter:
                 | {
                     "roles": tuple(body.roles),
                     "crossborder_consent": tuple(body.crossborder_consent),
+                    "cert_names": tuple(body.cert_names),
                 }
             )
             registry.add_agency(agency)

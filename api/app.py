@@ -26,7 +26,8 @@ from api import (
     webhooks,
 )
 from api.alerts import AlertPages
-from api.auth import FailureLimiter, PrincipalCache
+from api.auth import CertificateAgencies, FailureLimiter, PrincipalCache
+from api.client_certs import JurisdictionTrust
 from api.errors import TAXII_21, TAXII_PREFIX
 from api.taxii.routes import taxii_router
 from core.policy import SharingPolicy
@@ -60,6 +61,26 @@ class TaxiiMediaType:
         await self.app(scope, receive, send_typed)
 
 
+class StrictTransportSecurity:
+    """Pure ASGI middleware: HSTS on every response served over TLS (RFC 6797 section 7.2)."""
+
+    def __init__(self, app: ASGIApp, max_age_s: int) -> None:
+        self.app = app
+        self.header = (b"strict-transport-security", f"max-age={max_age_s}".encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_hsts)
+
+
 def create_app(
     services: Services, sharing_policy: SharingPolicy | None = None, loops: Any = None
 ) -> FastAPI:
@@ -85,6 +106,11 @@ def create_app(
     app.state.auth_limiter = FailureLimiter(api.auth_failure_burst, api.auth_failure_per_s)
     app.state.auth_cache = PrincipalCache(ttl_s=api.auth_cache_ttl_s)
     app.state.alert_pages = AlertPages(api.alert_page_ttl_s or 0.0)
+    tls = services.settings.tls
+    app.state.client_trust = (
+        JurisdictionTrust(tls.client_ca, tls.client_crl) if tls.client_ca else None
+    )
+    app.state.cert_agencies = CertificateAgencies(ttl_s=api.auth_cache_ttl_s)
     errors.install(app)
 
     @app.get("/healthz")
@@ -102,4 +128,5 @@ def create_app(
     app.include_router(webhooks.webhooks_router())
     app.include_router(incidents.incidents_router())
     app.add_middleware(TaxiiMediaType)
+    app.add_middleware(StrictTransportSecurity, max_age_s=tls.hsts_max_age_s)
     return app

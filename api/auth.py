@@ -16,6 +16,16 @@ store round trips from every request. What a security reviewer needs to know:
   restores a store read on every request.
 
 Failed attempts are rate limited per client address with a small token bucket.
+
+Client certificates (``api/client_certs.py``): over TLS a caller may
+present a certificate issued under one jurisdiction's CA. It names an agency
+through the registry (``Agency.cert_names``: its subject CN or a SAN), and only
+an agency of that same jurisdiction: a certificate from HK's CA naming a GD
+agency is refused. Alone it authenticates the agency with the agency's roles;
+with a key or bearer token both must name the same agency (the credential's
+roles apply). An agency with ``require_client_cert`` is refused without it.
+A presented certificate that fails any check refuses the request outright,
+whatever else came with it.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.client_certs import CertificateRefused, JurisdictionTrust
 from api.errors import HttpError
 from core.access import Agency, Credential, Principal, parse_bearer
 from core.services import Services
@@ -108,6 +119,80 @@ class FailureLimiter:
             self._buckets[client] = (max(0.0, self._level(client, now) - 1.0), now)
 
 
+class CertificateAgencies:
+    """Agencies by the names their client certificates carry, re-read every ``ttl_s``."""
+
+    def __init__(self, ttl_s: float = 1.0, monotonic: Callable[[], float] = time.monotonic):
+        self.ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._by_name: dict[str, list[Agency]] = {}
+        self._read: tuple[int, float] | None = None
+
+    def fresh(self) -> bool:
+        if self._read is None:
+            return False
+        generation, read_at = self._read
+        return generation == registry.generation() and self._monotonic() - read_at < self.ttl_s
+
+    def load(self, reg: AgencyRegistry) -> None:
+        """Read every agency's certificate names from the store (runs in the thread pool)."""
+        read = (registry.generation(), self._monotonic())
+        by_name: dict[str, list[Agency]] = {}
+        for agency in reg.list():
+            for name in agency.cert_names:
+                by_name.setdefault(name.casefold(), []).append(agency)
+        self._by_name, self._read = by_name, read
+
+    def named(self, names: tuple[str, ...]) -> list[Agency]:
+        found = {a.id: a for n in names for a in self._by_name.get(n.casefold(), [])}
+        return list(found.values())
+
+
+def peer_certificate(request: Request) -> str | None:
+    """The client's certificate (PEM) from the ASGI TLS extension, if it presented one."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or ()
+    return str(chain[0]) if chain else None
+
+
+async def certificate_agency(request: Request) -> Agency | None:
+    """The agency a presented client certificate proves; raises 401 when it proves none."""
+    trust: JurisdictionTrust | None = request.app.state.client_trust
+    pem = peer_certificate(request)
+    if pem is None or trust is None:
+        return None
+    services: Services = request.app.state.services
+    try:
+        identity = trust.identify(pem, services.clock.now())
+    except CertificateRefused as exc:
+        raise unauthorized(str(exc)) from exc
+    agencies: CertificateAgencies = request.app.state.cert_agencies
+    if not agencies.fresh():
+        await run_in_threadpool(agencies.load, records_of(services).agencies)
+    named = agencies.named(identity.names)
+    if len(named) != 1:
+        which = "no agency" if not named else f"several agencies {sorted(a.id for a in named)}"
+        raise unauthorized(f"client certificate {identity.subject} names {which} in the registry")
+    agency = named[0]
+    if agency.jurisdiction != identity.jurisdiction:
+        raise unauthorized(
+            f"client certificate {identity.subject} was issued by {identity.jurisdiction}'s CA "
+            f"and cannot authenticate {agency.id}, an agency of {agency.jurisdiction}"
+        )
+    return agency
+
+
+def with_certificate(principal: Principal, cert_agency: Agency | None) -> Principal:
+    """Check a credential's principal against the client certificate that came with it."""
+    if cert_agency is not None and cert_agency.id != principal.agency.id:
+        raise unauthorized(
+            f"the client certificate names {cert_agency.id}, the credential {principal.agency.id}"
+        )
+    if cert_agency is None and principal.agency.require_client_cert:
+        raise unauthorized(f"agency {principal.agency.id} requires its client certificate")
+    return principal
+
+
 def unauthorized(description: str) -> HttpError:
     return HttpError(401, "Unauthorized", description, {"WWW-Authenticate": CHALLENGE})
 
@@ -142,8 +227,15 @@ async def authenticate(request: Request) -> Principal:
         raise HttpError(
             429, "Too Many Requests", "too many failed authentications", {"Retry-After": "5"}
         )
+    try:
+        cert_agency = await certificate_agency(request)
+    except HttpError:
+        limiter.failed(client)
+        raise
     creds = credentials_of(request.headers.get("authorization"))
     if creds is None:
+        if cert_agency is not None:
+            return Principal(agency=cert_agency, roles=frozenset(cert_agency.roles), key_id="")
         raise unauthorized("HTTP Basic (key id, secret) or Bearer tb_<key id>.<secret> required")
     services: Services = request.app.state.services
     key_id, secret = creds
@@ -153,10 +245,15 @@ async def authenticate(request: Request) -> Principal:
         if found is None:
             reg = records_of(services).agencies
             found = await run_in_threadpool(cache.read, reg, key_id)
-        return principal_of(*found, secret, services.clock.now())
+        principal = principal_of(*found, secret, services.clock.now())
     except AuthenticationFailed as exc:
         limiter.failed(client)
         raise unauthorized("unknown, revoked or expired credential, or wrong secret") from exc
+    try:
+        return with_certificate(principal, cert_agency)
+    except HttpError:
+        limiter.failed(client)
+        raise
 
 
 def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:

@@ -9,6 +9,11 @@ with ``create`` / ``if_seq_no``+``if_primary_term`` for optimistic
 concurrency (PERFORMANCE.md: whole documents with deterministic ids).
 Text filters are case-insensitive substring matches (``wildcard`` with
 ``case_insensitive``) so they mean the same as in the embedded store.
+
+On a secured cluster (``ElasticsearchAuth``) the client speaks HTTPS, checks
+the nodes' certificates against the configured CA, and authenticates as the
+stage's own user (or API key); ``store_url`` may list several nodes
+(``https://a:9200,https://b:9200``): the client moves to another when one dies.
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 from elasticsearch import (
     ApiError,
+    AuthenticationException,
+    AuthorizationException,
     Elasticsearch,
     NotFoundError,
     OrjsonSerializer,
     TransportError,
 )
 
-from core.errors import StoreUnavailable
+from core.errors import ConfigurationError, StoreUnavailable
 from core.indices import SCHEMAS, FieldType, schema
 from core.ports import (
     Filter,
@@ -51,6 +60,32 @@ _TERMS_BUCKETS = 10_000
 #: Only what put_many reads of a bulk response (smaller to send and to parse).
 _BULK_FILTER = "items.*.status,items.*._seq_no,items.*._primary_term,items.*.error"
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ElasticsearchAuth:
+    """How to reach a secured cluster: the nodes' CA and one user (or API key) per stage."""
+
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+
+    def client_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"verify_certs": True}
+        if self.ca_file is not None:
+            config["ca_certs"] = str(self.ca_file)
+        if self.api_key:
+            config["api_key"] = self.api_key
+        elif self.username:
+            config["basic_auth"] = (self.username, self.password or "")
+        return config
+
+    @property
+    def who(self) -> str:
+        if self.api_key:
+            return "this API key"
+        return f"user {self.username!r}" if self.username else "an anonymous client"
 
 
 def _field_mapping(ftype: FieldType) -> dict[str, Any]:
@@ -96,15 +131,24 @@ class ElasticsearchStore:
     the logical name still selects the mapping from ``core/indices.py``.
     """
 
-    def __init__(self, url: str, settings: ElasticsearchSettings, *, prefix: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: ElasticsearchSettings,
+        *,
+        prefix: str = "",
+        auth: ElasticsearchAuth | None = None,
+    ) -> None:
         self._settings = settings
         self._prefix = prefix
+        hosts = [u.strip() for u in url.split(",") if u.strip()]
         self._es = Elasticsearch(
-            url,
+            hosts,
             request_timeout=settings.request_timeout_s,
             max_retries=2,
             retry_on_timeout=False,
             serializer=OrjsonSerializer(),  # orjson is ~5x faster on bulk bodies and hits
+            **(auth.client_config() if auth is not None else {}),
         )
         self._ready: set[str] = set()
         self._lock = threading.Lock()
@@ -113,6 +157,13 @@ class ElasticsearchStore:
                 self._ensure_index(index)
         except StoreUnavailable:
             pass  # applied on first use once the cluster answers
+        except (AuthenticationException, AuthorizationException) as exc:
+            who = auth.who if auth is not None else "an anonymous client"
+            raise ConfigurationError(
+                f"Elasticsearch refused {who} (HTTP {exc.meta.status}) while applying the "
+                f"mappings of {prefix}threatbay-*: check the stage's user, password file and "
+                f"role ({exc.message})"
+            ) from exc
 
     # ------------------------------------------------------------ plumbing
 

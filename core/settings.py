@@ -143,6 +143,123 @@ class SigningSettings(BaseModel):
         return value
 
 
+# ------------------------------------------------------------------ security
+#
+# Secrets never live in settings: only the paths of the files that hold them
+# (``*_file``), read by ``threatbay/security.py`` when a client is built, so a
+# settings repr, a log line or ``threatbay status`` cannot show one.
+
+STAGES = ("ingest", "correlator", "alerts", "rescore")
+"""The processes that get their own Kafka principal and Elasticsearch user (least privilege).
+
+``ingest`` is the API process (TAXII push, analyst API, feeds and the admin command line);
+``threatbay serve`` runs every stage, each with its own clients when credentials differ.
+"""
+
+
+class StageCredential(BaseModel):
+    """One principal: a user name and the file holding its password (or an ES API key file)."""
+
+    username: str | None = None
+    password_file: Path | None = None
+    api_key_file: Path | None = None
+    """Elasticsearch only: a file holding an encoded API key (instead of user and password)."""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.username and self.password_file) or self.api_key_file is not None
+
+
+class KafkaSecuritySettings(BaseModel):
+    """How this process authenticates to Kafka (``THREATBAY_KAFKA_SECURITY__...``)."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    ca_file: Path | None = None
+    """PEM file of the CA that signed the brokers' certificates (checked, with host names)."""
+    check_hostname: bool = True
+    username: str | None = None
+    """Principal of a stage that has no entry in ``stages``."""
+    password_file: Path | None = None
+    stages: dict[str, StageCredential] = Field(default_factory=dict)
+    """Per-stage principals: the stage this process runs decides which one it uses."""
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, value: dict[str, StageCredential]) -> dict[str, StageCredential]:
+        return _check_stages(value)
+
+    def credential(self, stage: str) -> StageCredential:
+        """The principal of ``stage`` (its own entry, else the default one)."""
+        own = self.stages.get(stage)
+        if own is not None and own.configured:
+            return own
+        return StageCredential(username=self.username, password_file=self.password_file)
+
+
+class ElasticsearchSecuritySettings(BaseModel):
+    """How this process authenticates to Elasticsearch (``THREATBAY_ELASTICSEARCH_SECURITY__``)."""
+
+    ca_file: Path | None = None
+    """PEM file of the CA that signed the nodes' HTTP certificates (checked, with host names)."""
+    username: str | None = None
+    password_file: Path | None = None
+    api_key_file: Path | None = None
+    stages: dict[str, StageCredential] = Field(default_factory=dict)
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, value: dict[str, StageCredential]) -> dict[str, StageCredential]:
+        return _check_stages(value)
+
+    def credential(self, stage: str) -> StageCredential:
+        own = self.stages.get(stage)
+        if own is not None and own.configured:
+            return own
+        return StageCredential(
+            username=self.username, password_file=self.password_file, api_key_file=self.api_key_file
+        )
+
+
+class TlsSettings(BaseModel):
+    """The API's TLS (``THREATBAY_TLS__...``): server certificate and client certificates.
+
+    The certificate and key files are read at start-up and again on SIGHUP. One CA per
+    jurisdiction: a client certificate issued under ``client_ca["HK"]`` can only be an agency
+    of HK (api/client_certs.py); ``client_crl`` names each jurisdiction's revocation list
+    (re-read when the file changes).
+    """
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password_file: Path | None = None
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    client_ca: dict[str, Path] = Field(default_factory=dict)
+    client_crl: dict[str, Path] = Field(default_factory=dict)
+    hsts_max_age_s: int = 31_536_000
+
+    @field_validator("client_ca", "client_crl")
+    @classmethod
+    def _jurisdictions(cls, value: dict[str, Path]) -> dict[str, Path]:
+        # Environment variable names are case-insensitive: THREATBAY_TLS__CLIENT_CA__GD -> "gd".
+        out = {k.upper(): v for k, v in value.items()}
+        unknown = sorted(set(out) - {"GD", "HK", "MO"})
+        if unknown:
+            raise ValueError(f"unknown jurisdictions {unknown}: use GD, HK, MO")
+        return out
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+def _check_stages(value: dict[str, StageCredential]) -> dict[str, StageCredential]:
+    unknown = sorted(set(value) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}: use {list(STAGES)}")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="THREATBAY_", env_nested_delimiter="__", extra="ignore"
@@ -173,6 +290,11 @@ class Settings(BaseSettings):
     cases: CasesSettings = CasesSettings()
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
+    allow_insecure: bool = False
+    """THREATBAY_ALLOW_INSECURE=1: production checks only warn, loudly (lab use)."""
+    tls: TlsSettings = TlsSettings()
+    kafka_security: KafkaSecuritySettings = KafkaSecuritySettings()
+    elasticsearch_security: ElasticsearchSecuritySettings = ElasticsearchSecuritySettings()
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +77,25 @@ class AgencyRegistry:
         )
         if not result.ok:
             raise AgencyExists(agency.id)
+        self.store.refresh(INDEX_AGENCIES)
+        _changed()
+        return agency
+
+    def set_client_certificates(
+        self, agency_id: str, names: tuple[str, ...], required: bool
+    ) -> Agency:
+        """Which client certificates name ``agency_id``, and whether its keys need one."""
+        stored = self.store.get(INDEX_AGENCIES, f"agency:{agency_id}")
+        if stored is None:
+            raise UnknownAgency(agency_id)
+        agency = replace(
+            Agency.from_doc(stored.doc), cert_names=tuple(names), require_client_cert=required
+        )
+        (result,) = self.store.put_many(
+            INDEX_AGENCIES, [Put(f"agency:{agency_id}", agency.to_doc(), expected=stored.version)]
+        )
+        if not result.ok:
+            raise AgencyExists(f"{agency_id} (changed concurrently; retry)")
         self.store.refresh(INDEX_AGENCIES)
         _changed()
         return agency

@@ -14,6 +14,12 @@ Nothing is built at import time; tests pass their own clock and backends.
 - ``serve_all`` (every stage in one process: the embedded default and the
   single-machine production mode) and one entry point per stage for the
   production stack (deploy/compose.yaml).
+
+Security (``threatbay/security.py``, ``threatbay/tls.py``): the stage a
+process runs decides its Kafka principal and Elasticsearch user (``build(...,
+stage=)``); ``THREATBAY_ENV=production`` refuses plaintext and default secrets
+before anything connects; a stage checks at start-up that its principal may use
+the topics it needs; the API serves TLS when ``THREATBAY_TLS__CERT_FILE`` is set.
 """
 
 from __future__ import annotations
@@ -25,14 +31,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from core import names
 from core.clock import Clock, SystemClock
 from core.crossborder import default_whitelist, whitelist_from_yaml_text
 from core.errors import UnknownAgency
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
 from core.services import Services
-from core.settings import Settings
+from core.settings import STAGES, Settings
 from correlate.alerter import AlertEngine, run_escalation
 from correlate.rescore import Rescorer
 from correlate.score import AgencyProfile, Scorer
@@ -43,6 +51,7 @@ from notify.notifier import Notifier
 from records.books import records_of
 from respond.service import Responder
 from respond.stages import CaseNotifier, Proposer, run_respond_tick
+from threatbay.security import check_production, elasticsearch_auth, kafka_auth
 
 __all__ = ["Services", "build"]
 
@@ -55,8 +64,8 @@ NEAR_REAL_TIME_PAGE_TTL_S = 0.5
 # ------------------------------------------------------------------ backends
 
 
-def bus_from_url(url: str, settings: Settings) -> Bus:
-    """Pick the bus adapter by URL scheme (faust ``by_url``)."""
+def bus_from_url(url: str, settings: Settings, stage: str = "ingest") -> Bus:
+    """Pick the bus adapter by URL scheme (faust ``by_url``); ``stage`` picks the principal."""
     if url.startswith("sqlite:"):
         from backends.embedded_bus import EmbeddedBus
 
@@ -64,12 +73,17 @@ def bus_from_url(url: str, settings: Settings) -> Bus:
     if url.startswith("kafka:"):
         from backends.kafka_bus import KafkaBus
 
-        return KafkaBus(url.removeprefix("kafka://"), settings.kafka, prefix=settings.namespace)
+        return KafkaBus(
+            url.removeprefix("kafka://"),
+            settings.kafka,
+            prefix=settings.namespace,
+            auth=kafka_auth(settings, stage),
+        )
     raise ValueError(f"unknown bus URL scheme: {url!r} (use kafka:// or sqlite:///)")
 
 
-def store_from_url(url: str, settings: Settings) -> Store:
-    """Pick the store adapter by URL scheme."""
+def store_from_url(url: str, settings: Settings, stage: str = "ingest") -> Store:
+    """Pick the store adapter by URL scheme; ``stage`` picks the Elasticsearch user."""
     if url.startswith("sqlite:"):
         from backends.embedded_store import EmbeddedStore
 
@@ -77,8 +91,35 @@ def store_from_url(url: str, settings: Settings) -> Store:
     if url.startswith(("http:", "https:")):
         from backends.elasticsearch_store import ElasticsearchStore
 
-        return ElasticsearchStore(url, settings.elasticsearch, prefix=settings.namespace)
+        return ElasticsearchStore(
+            url,
+            settings.elasticsearch,
+            prefix=settings.namespace,
+            auth=elasticsearch_auth(settings, stage),
+        )
     raise ValueError(f"unknown store URL scheme: {url!r} (use http(s):// or sqlite:///)")
+
+
+#: Topics each stage's principal writes and reads (deploy/dev/services grants exactly these).
+STAGE_TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # The API publishes pushes, and the alert events of acknowledge / resolve / comment.
+    "ingest": ((names.TOPIC_RAW, names.TOPIC_ALERTS), ()),
+    "correlator": ((names.TOPIC_CHANGES, names.TOPIC_DLQ), (names.TOPIC_RAW,)),
+    "alerts": (
+        (names.TOPIC_ALERTS, names.TOPIC_DLQ),
+        (names.TOPIC_CHANGES, names.TOPIC_ALERTS),
+    ),
+    "rescore": ((names.TOPIC_CHANGES, names.TOPIC_DLQ), ()),
+}
+
+
+def check_bus_access(services: Services, stage: str) -> None:
+    """Fail at start-up, naming the topic and right, when this stage's principal lacks one."""
+    from backends.kafka_bus import KafkaBus
+
+    if isinstance(services.bus, KafkaBus):
+        write, read = STAGE_TOPICS[stage]
+        services.bus.check_access(write=write, read=read)
 
 
 def sharing_policy(settings: Settings) -> SharingPolicy:
@@ -89,18 +130,30 @@ def sharing_policy(settings: Settings) -> SharingPolicy:
     return SharingPolicy(whitelist_from_yaml_text(text))
 
 
-def build(settings: Settings | None = None, clock: Clock | None = None) -> Services:
-    """Build the services named by ``settings`` (embedded SQLite by default)."""
+def build(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    *,
+    stage: str = "ingest",
+    serves_api: bool = False,
+) -> Services:
+    """Build the services named by ``settings`` (embedded SQLite by default).
+
+    ``stage`` is the process's stage (``ingest`` for the API and the command line): it picks
+    the Kafka principal and Elasticsearch user; ``serves_api`` adds the API's TLS to the
+    production checks.
+    """
     settings = settings or Settings()
     settings.check_production()
+    check_production(settings, [stage], serves_api)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.api.alert_page_ttl_s is None:
         near_real_time = settings.store_url.startswith(("http:", "https:"))
         settings.api.alert_page_ttl_s = NEAR_REAL_TIME_PAGE_TTL_S if near_real_time else 0.0
     return Services(
         settings=settings,
-        bus=bus_from_url(settings.bus_url, settings),
-        store=store_from_url(settings.store_url, settings),
+        bus=bus_from_url(settings.bus_url, settings, stage),
+        store=store_from_url(settings.store_url, settings, stage),
         clock=clock or SystemClock(),
         sharing=sharing_policy(settings),
     )
@@ -310,16 +363,52 @@ def start_responder(services: Services, loops: Loops) -> None:
 # ----------------------------------------------------------------- processes
 
 
+def uvicorn_config(app: Any, settings: Settings, host: str, port: int, **kw: Any) -> Any:
+    """uvicorn's config for the API: TLS when a certificate is configured (threatbay/tls.py)."""
+    import uvicorn
+
+    if not settings.tls.enabled:
+        return uvicorn.Config(app, host=host, port=port, **kw)
+    from threatbay import tls
+
+    context = tls.server_context(settings.tls)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=tls.ClientCertProtocol,
+        ssl_context_factory=lambda _config, _default: context,
+        **kw,
+    )
+    config.tls_context = context  # type: ignore[attr-defined]
+    return config
+
+
 def _uvicorn(services: Services, host: str, port: int, loops: Loops) -> None:
     import uvicorn
 
     from api.app import create_app
 
+    settings = services.settings
     app = create_app(services, loops=loops)
-    print(f"ThreatBay listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    print(f"  bus:   {services.settings.bus_url}\n  store: {services.settings.store_url}")
+    config = uvicorn_config(app, settings, host, port, log_level="info")
+    if settings.tls.enabled:
+        from threatbay import tls
+
+        def reload() -> None:
+            tls.load_identity(config.tls_context, settings.tls)
+            if app.state.client_trust is not None:
+                app.state.client_trust.reload()
+
+        tls.reload_on_sighup(reload)
+    scheme = "https" if settings.tls.enabled else "http"
+    print(
+        f"ThreatBay listening on {scheme}://{host}:{port}  "
+        f"(API docs: {scheme}://{host}:{port}/docs)"
+    )
+    print(f"  bus:   {settings.bus_url}\n  store: {settings.store_url}")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.Server(config).run()
     finally:
         loops.shutdown()
         records_of(services).close()
@@ -337,21 +426,46 @@ def first_run_hint(services: Services) -> str | None:
     )
 
 
+def stage_services(settings: Settings) -> dict[str, Services]:
+    """The services of each stage of ``serve``: one per stage when stages have their own
+    principals (each stage keeps its least privilege in one process), else one shared."""
+    if not (settings.kafka_security.stages or settings.elasticsearch_security.stages):
+        shared = build(settings, stage="ingest", serves_api=True)
+        return dict.fromkeys(STAGES, shared)
+    built: dict[str, Services] = {}
+    try:
+        for stage in STAGES:
+            built[stage] = build(settings, stage=stage, serves_api=stage == "ingest")
+            check_bus_access(built[stage], stage)
+    except BaseException:
+        for services in built.values():
+            services.close()
+        raise
+    return built
+
+
 def serve_all(settings: Settings, host: str, port: int) -> None:
     """API + correlator + re-score + alert engine + notifier in one process."""
-    services = build(settings)
+    by_stage = stage_services(settings)
+    services = by_stage["ingest"]
     hint = first_run_hint(services)
     if hint:
         print(hint)
     loops = Loops()
-    start_correlator(services, loops)
-    start_rescorer(services, loops)
-    start_alerter(services, loops)
-    _uvicorn(services, host, port, loops)
+    start_correlator(by_stage["correlator"], loops)
+    start_rescorer(by_stage["rescore"], loops)
+    start_alerter(by_stage["alerts"], loops)
+    try:
+        _uvicorn(services, host, port, loops)
+    finally:
+        for other in {id(s): s for s in by_stage.values() if s is not services}.values():
+            records_of(other).close()
+            other.close()
 
 
 def serve_api(settings: Settings, host: str, port: int) -> None:
-    services = build(settings)
+    services = build(settings, stage="ingest", serves_api=True)
+    check_bus_access(services, "ingest")
     _uvicorn(services, host, port, Loops())
 
 
@@ -366,7 +480,8 @@ def _run_until_signal(services: Services, loops: Loops) -> None:
 
 
 def run_correlator(settings: Settings, *, from_beginning: bool = False) -> None:
-    services = build(settings)
+    services = build(settings, stage="correlator")
+    check_bus_access(services, "correlator")
     loops = Loops()
     start_correlator(services, loops, from_beginning=from_beginning)
     print(f"correlator consuming {settings.bus_url} -> {settings.store_url}")
@@ -375,7 +490,8 @@ def run_correlator(settings: Settings, *, from_beginning: bool = False) -> None:
 
 def run_rescorer(settings: Settings) -> None:
     """Only the periodic re-score (run one per deployment; more only add conflicts)."""
-    services = build(settings)
+    services = build(settings, stage="rescore")
+    check_bus_access(services, "rescore")
     loops = Loops()
     start_rescorer(services, loops)
     print(f"re-score every {settings.rescore_interval_s:g}s on {settings.store_url}")
@@ -384,7 +500,7 @@ def run_rescorer(settings: Settings) -> None:
 
 def rescore_once(settings: Settings) -> str:
     """One re-score pass now; a line saying what it did (``threatbay rescore --once``)."""
-    services = build(settings)
+    services = build(settings, stage="rescore")
     try:
         r = rescorer_for(services).run_pass()
     finally:
@@ -396,7 +512,8 @@ def rescore_once(settings: Settings) -> str:
 
 
 def run_alerter(settings: Settings) -> None:
-    services = build(settings)
+    services = build(settings, stage="alerts")
+    check_bus_access(services, "alerts")
     loops = Loops()
     start_alerter(services, loops)
     print(f"alert engine consuming {settings.bus_url} -> {settings.store_url}")

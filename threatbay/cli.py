@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from core.errors import ConfigurationError
 from core.settings import Settings
 from threatbay.cli_agency import agency_app
 from threatbay.cli_feeds import feeds_app
@@ -15,7 +17,11 @@ from threatbay.cli_incident import incident_app
 from threatbay.cli_trust import trust_app
 from threatbay.cli_verify import verify_command
 
-app = typer.Typer(help="ThreatBay: joint threat-intelligence exchange and early warning.")
+# No locals in tracebacks: a frame may hold a secret read from a credential file.
+app = typer.Typer(
+    help="ThreatBay: joint threat-intelligence exchange and early warning.",
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(agency_app, name="agency")
 app.add_typer(trust_app, name="trust")
@@ -137,7 +143,11 @@ def demo(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app()
+    try:
+        app()
+    except ConfigurationError as exc:  # settings the operator must fix: the message, no trace
+        print(f"threatbay: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
