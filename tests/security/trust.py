@@ -1,0 +1,158 @@
+"""One platform for the issue-15 attack tests: the real app over embedded or Kafka + ES.
+
+``platform`` (a fixture, parametrised over both backends by the tests that ask
+for ``params``) registers the agencies of every jurisdiction, an admin per
+jurisdiction, and gives helpers that go through HTTP only: push through TAXII,
+correlate with the real worker, read every route as a given agency.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from core import names
+from core.access import Agency
+from core.clock import FakeClock
+from core.settings import Settings
+from records.agencies import AgencyRegistry
+from tests.e2e.conftest import ROOT, Key, embedded_or_real
+from tests.security.conftest import full_app
+from threatbay.bootstrap import Services, correlator_for
+
+TLP_GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
+TLP_AMBER = "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82"
+TLP_RED = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
+TLP_CLEAR = "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487"
+
+
+def identity(name: str) -> str:
+    return f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, 'trust:' + name)}"
+
+
+PARTIES = {
+    "gd": Agency("gd-cac", "Guangdong CAC", "GD", identity("gd"), "B"),
+    "gd2": Agency("gd-cncert", "CNCERT Guangdong", "GD", identity("gd2"), "B"),
+    "hk": Agency("hk-govcert", "GovCERT.HK", "HK", identity("hk"), "A"),
+    "hk2": Agency("hk-hkcert", "HKCERT", "HK", identity("hk2"), "B"),
+    "mo": Agency("mo-caric", "CARIC", "MO", identity("mo"), "B"),
+    "gdadmin": Agency("gd-ops", "GD operators", "GD", identity("gdadmin"), roles=("admin",)),
+    "hkadmin": Agency("hk-ops", "HK operators", "HK", identity("hkadmin"), roles=("admin",)),
+}
+
+
+def indicator(
+    pattern: str, *, tlp: str | None = TLP_GREEN, stix_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": stix_id or f"indicator--{uuid.uuid4()}",
+        "created": "2026-01-01T00:00:00.000Z",
+        "modified": "2026-02-01T00:00:00.000Z",
+        "pattern": pattern,
+        "pattern_type": "stix",
+        "valid_from": "2026-01-01T00:00:00Z",
+    }
+    if tlp:
+        obj["object_marking_refs"] = [tlp]
+    obj.update(extra)
+    return obj
+
+
+@dataclass
+class Platform:
+    services: Services
+    client: TestClient
+    keys: dict[str, Key] = field(default_factory=dict)
+
+    def push(self, who: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
+        """POST an envelope to ``who``'s inbox; the TAXII status resource (202 asserted)."""
+        key = self.keys[who]
+        response = self.client.post(
+            key.inbox + "objects/", headers=key.post, content=orjson.dumps({"objects": objects})
+        )
+        assert response.status_code == 202, response.text
+        status: dict[str, Any] = response.json()
+        return status
+
+    def correlate(self) -> int:
+        worker = correlator_for(self.services)
+        consumer = self.services.bus.consumer(names.TOPIC_RAW, names.GROUP_CORRELATOR)
+        try:
+            total = int(worker.drain(consumer, idle_polls=6))
+        finally:
+            consumer.close()
+        for index in (names.INDEX_INDICATORS, names.INDEX_OBJECTS):
+            self.services.store.refresh(index)
+        return total
+
+    def get(self, who: str, path: str, **params: Any) -> Any:
+        key = self.keys[who]
+        headers = key.basic if path.startswith("/taxii2") else key.bearer
+        return self.client.get(path, params=params, headers=headers)
+
+    def everything(self, who: str) -> str:
+        """Every read route's answer for ``who``, as one text (what it can observe)."""
+        parts = []
+        for path in (
+            "/api/v1/indicators",
+            f"{ROOT}collections/shared-all/objects/",
+            f"{ROOT}collections/shared-gd/objects/",
+            f"{ROOT}collections/shared-hk/objects/",
+            f"{ROOT}collections/shared-mo/objects/",
+        ):
+            response = self.get(who, path, limit=500) if "api/v1" in path else self.get(who, path)
+            parts.append(response.text)
+        for item in self.get(who, "/api/v1/indicators", limit=500).json().get("items", []):
+            parts.append(self.get(who, f"/api/v1/indicators/{item['key']}").text)
+        return "\n".join(parts)
+
+
+def register(services: Services, parties: dict[str, Agency] = PARTIES) -> dict[str, Key]:
+    registry = AgencyRegistry(services.store, services.clock)
+    keys: dict[str, Key] = {}
+    for name, agency in parties.items():
+        registry.add_agency(agency)
+        cred, secret = registry.add_credential(agency.id)
+        keys[name] = Key(agency, cred.key_id, secret)
+    return keys
+
+
+def platform_of(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    clock: FakeClock,
+    settings: Settings | None = None,
+) -> Iterator[Platform]:
+    """A ``Platform`` on ``request.param`` ("embedded" or "kafka+elasticsearch")."""
+    with embedded_or_real(request, tmp_path, clock, "trust") as services:
+        if settings is not None:
+            services.settings = settings
+        keys = register(services)
+        with TestClient(full_app(services)) as client:
+            yield Platform(services, client, keys)
+
+
+BACKENDS = ["embedded", "kafka+elasticsearch"]
+
+
+@pytest.fixture(params=BACKENDS)
+def platform(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[Platform]:
+    yield from platform_of(request, tmp_path, clock)
+
+
+@pytest.fixture(params=["embedded"])
+def embedded(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[Platform]:
+    yield from platform_of(request, tmp_path, clock)
