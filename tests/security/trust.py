@@ -94,6 +94,26 @@ class Platform:
             self.services.store.refresh(index)
         return total
 
+    def raise_alerts(self) -> None:
+        """The alert engine, then the notifier, over everything announced so far."""
+        from threatbay.bootstrap import alert_engine_for, notifier_for
+
+        svc = self.services
+        for stage, topic, group in (
+            (alert_engine_for(svc), names.TOPIC_CHANGES, names.GROUP_ALERTER),
+            (notifier_for(svc), names.TOPIC_ALERTS, names.GROUP_NOTIFIER),
+        ):
+            consumer = svc.bus.consumer(topic, group)
+            try:
+                stage.drain(consumer, idle_polls=6)
+            finally:
+                consumer.close()
+            for index in (names.INDEX_ALERTS, names.INDEX_ALERT_EVENTS, names.INDEX_DELIVERIES):
+                svc.store.refresh(index)
+
+    def post(self, who: str, path: str, body: Any) -> Any:
+        return self.client.post(path, json=body, headers=self.keys[who].bearer)
+
     def get(self, who: str, path: str, **params: Any) -> Any:
         key = self.keys[who]
         headers = key.basic if path.startswith("/taxii2") else key.bearer
