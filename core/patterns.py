@@ -62,7 +62,7 @@ INDEX_STAR = "[*]"
 class PatternLimits:
     """What one pattern may cost (DOMAIN.md "Bounded cost per push"; core/settings.py)."""
 
-    max_chars: int = 32_768
+    max_chars: int = 65_536
     max_comparisons: int = 1_000
     max_depth: int = 32
 

@@ -144,6 +144,18 @@ def apply_sighting(record: Record, sighting: Report) -> bool:
     return _replace_versioned(record["sightings"], sighting)
 
 
+def withdraw(record: Record, agency: str, stix_id: str) -> bool:
+    """The source deleted its report (TAXII DELETE of every version): from now on it counts
+    as revoked, as TAXII no longer has a version of it; True if anything changed."""
+    changed = False
+    for source in record["sources"]:
+        if source["agency"] == agency and source["stix_id"] == stix_id:
+            if not source.get("withdrawn"):
+                source["revoked"] = source["withdrawn"] = True
+                changed = True
+    return changed
+
+
 def link(record: Record, field: str, ref: str) -> bool:
     """Link a malware / campaign / intrusion-set id to ``record``; True if new."""
     refs: list[str] = record.setdefault(field, [])
