@@ -167,8 +167,10 @@ def granular_tlps(obj: Mapping[str, Any]) -> dict[str, Tlp]:
 
 def marking_refs(obj: Mapping[str, Any]) -> list[str]:
     """Every marking id ``obj`` names (object and granular markings), as written."""
-    refs = [r for r in obj.get("object_marking_refs") or [] if isinstance(r, str)]
-    for marking in obj.get("granular_markings") or []:
+    direct = obj.get("object_marking_refs")
+    refs = [r for r in direct if isinstance(r, str)] if isinstance(direct, list) else []
+    granular = obj.get("granular_markings")
+    for marking in granular if isinstance(granular, list) else []:
         if isinstance(marking, dict) and isinstance(marking.get("marking_ref"), str):
             refs.append(marking["marking_ref"])
     return refs

@@ -61,8 +61,9 @@ def ownership_error(
         return None
     stix_id = obj.get("id")
     if owner.agency != agency_id:
+        # The owner is not named: the id may be a report the pusher may not even see.
         return (
-            f"{stix_id} belongs to agency {owner.agency}, which pushed it first; only it may "
+            f"{stix_id} belongs to another agency, which pushed it first; only that agency may "
             "push versions of it, revoke it or delete it"
         )
     if owner.revoked_version is not None and version > owner.revoked_version:
@@ -85,10 +86,10 @@ def identity_error(
     if obj.get("type") == "identity":
         owner = identity_owners.get(canonical_id(obj.get("id")))
         if owner is not None and owner != agency_id:
-            return f"{obj.get('id')} is the identity of agency {owner}; it is not yours to push"
+            return f"{obj.get('id')} is the identity of another member agency, not yours to push"
     creator = obj.get("created_by_ref")
     if creator is not None:
         owner = identity_owners.get(canonical_id(creator))
         if owner is not None and owner != agency_id:
-            return f"created_by_ref {creator} is the identity of agency {owner}, not yours"
+            return f"created_by_ref {creator} is the identity of another member agency, not yours"
     return None

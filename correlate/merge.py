@@ -156,6 +156,20 @@ def withdraw(record: Record, agency: str, stix_id: str) -> bool:
     return changed
 
 
+def restate(record: Record, report: Report) -> bool:
+    """The source deleted the latest versions of its report (TAXII DELETE): the version now
+    latest in TAXII replaces it, older or not; True if anything changed."""
+    for i, existing in enumerate(record["sources"]):
+        if existing["agency"] == report["agency"] and existing["stix_id"] == report["stix_id"]:
+            restated = dict(report, first_seen=min(existing["first_seen"], report["first_seen"]))
+            if restated == existing:
+                return False
+            record["sources"][i] = restated
+            return True
+    record["sources"].append(report)
+    return True
+
+
 def link(record: Record, field: str, ref: str) -> bool:
     """Link a malware / campaign / intrusion-set id to ``record``; True if new."""
     refs: list[str] = record.setdefault(field, [])

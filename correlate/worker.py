@@ -85,11 +85,16 @@ class _Work:
     sightings: dict[str, list[merge.Report]] = field(default_factory=dict)
     links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     observables: dict[str, Any] = field(default_factory=dict)
-    #: (agency, indicator id) whose reports their source deleted (TAXII DELETE)
+    #: (agency, indicator id) whose reports their source deleted (TAXII DELETE), and
+    #: the reports that replace a deleted latest version
     withdrawals: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    restated: dict[str, list[merge.Report]] = field(default_factory=dict)
 
     def keys(self) -> set[str]:
-        return set(self.reports) | set(self.sightings) | set(self.links) | set(self.withdrawals)
+        return (
+            set(self.reports) | set(self.sightings) | set(self.links)
+            | set(self.withdrawals) | set(self.restated)
+        )  # fmt: skip
 
 
 def object_problem(obj: Any) -> str | None:
@@ -221,11 +226,13 @@ class Correlator(ConsumerStage):
         link_refs: dict[str, list[tuple[str, str]]] = {}
         referrers: dict[str, dict[str, dict[str, Any]]] = {}
         good: list[Accepted] = []
-        withdrawn: list[tuple[str, str]] = []
+        withdrawn: list[tuple[str, str, Accepted | None]] = []
         for item in accepted:
             obj = item.obj
             if (gone := withdrawal_of(obj)) is not None:  # records/objects.py: not an object
-                withdrawn.append((item.provenance.agency, gone))
+                now_latest = obj.get("restated")
+                restated = Accepted(now_latest, item.provenance) if now_latest else None
+                withdrawn.append((item.provenance.agency, gone, restated))
                 continue
             problem = object_problem(obj)
             if problem is None:
@@ -264,11 +271,7 @@ class Correlator(ConsumerStage):
             note_references(self.store, referrers, self.writes)
             keys_of = self._resolve_refs(work, sighting_refs, link_refs)
             if withdrawn:
-                naming = self._records_naming({gone for _, gone in withdrawn})
-                for key, ids in naming.items():
-                    for agency, gone in withdrawn:
-                        if gone in ids:
-                            work.withdrawals.setdefault(key, []).append((agency, gone))
+                self._withdraw(work, withdrawn)
             self._write_records(work, result)
         finally:
             objects_done.result()
@@ -288,6 +291,26 @@ class Correlator(ConsumerStage):
             report = merge.source_report(obj, item.provenance, observable)
             work.reports.setdefault(observable.key, []).append(report)
             work.observables[observable.key] = observable
+
+    def _withdraw(self, work: _Work, withdrawn: list[tuple[str, str, Accepted | None]]) -> None:
+        """Records holding reports their source deleted: withdrawn, or restated as the version
+        TAXII now has last (``records.objects.withdrawal``)."""
+        naming = self._records_naming({gone for _, gone, _ in withdrawn})
+        for agency, gone, restated in withdrawn:
+            kept: set[str] = set()
+            if restated is not None:
+                try:
+                    found = observables(restated.obj["pattern"], self.pattern_limits)
+                except (InvalidPattern, KeyError, TypeError):
+                    found = []
+                for observable in found:
+                    report = merge.source_report(restated.obj, restated.provenance, observable)
+                    work.restated.setdefault(observable.key, []).append(report)
+                    work.observables.setdefault(observable.key, observable)
+                    kept.add(observable.key)
+            for key, ids in naming.items():
+                if gone in ids and key not in kept:
+                    work.withdrawals.setdefault(key, []).append((agency, gone))
 
     def _resolve_refs(
         self,
@@ -390,6 +413,8 @@ class Correlator(ConsumerStage):
                 changed |= merge.link(record, link_field, ref)
             for agency, ref in work.withdrawals.get(key, []):
                 changed |= merge.withdraw(record, agency, ref)
+            for report in work.restated.get(key, []):
+                changed |= merge.restate(record, report)
             if not changed:
                 staged.pop(key, None)
                 return None

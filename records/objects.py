@@ -248,9 +248,10 @@ def store_objects(
 WITHDRAWAL_TYPE = "x-threatbay-withdrawal"
 
 
-def withdrawal(stix_id: str, at: str) -> dict[str, Any]:
-    """The withdrawal of every report of ``stix_id``, for the correlator."""
-    return {
+def withdrawal(stix_id: str, at: str, restated: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The withdrawal of the deleted versions of ``stix_id``, for the correlator; ``restated``
+    is the version TAXII now has last (None when every version went)."""
+    notice: dict[str, Any] = {
         "type": WITHDRAWAL_TYPE,
         "spec_version": "2.1",
         "id": f"{WITHDRAWAL_TYPE}--{uuid.uuid4()}",
@@ -258,6 +259,9 @@ def withdrawal(stix_id: str, at: str) -> dict[str, Any]:
         "modified": at,
         "withdrawn_ref": stix_id,
     }
+    if restated is not None:
+        notice["restated"] = restated
+    return notice
 
 
 def withdrawal_of(obj: Any) -> str | None:

@@ -144,3 +144,19 @@ def close(store: Store, stix_id: str, version: str, writes: WritesSettings | Non
         return Put(key, closed.to_doc(), stored.version)
 
     read_modify_write(store, INDEX_OBJECT_VERSIONS, [owner_key(stix_id)], change, writes=writes)
+
+
+def reopen(store: Store, stix_id: str, revoked_version: str | None) -> None:
+    """After a TAXII DELETE of the latest versions: revoked as the version now last says."""
+
+    def change(key: str, stored: Stored | None) -> Put | None:
+        if stored is None:
+            return None
+        owner = Owner.from_doc(stored.doc)
+        if owner.revoked_version == revoked_version:
+            return None
+        return Put(
+            key, Owner(owner.stix_id, owner.agency, revoked_version).to_doc(), stored.version
+        )
+
+    read_modify_write(store, INDEX_OBJECT_VERSIONS, [owner_key(stix_id)], change)

@@ -22,9 +22,10 @@ from core.envelope import encode as encode_envelope
 from core.names import INDEX_OBJECTS, INDEX_STATUS, TOPIC_RAW
 from core.ownership import canonical_id
 from core.ports import Bus, Filter, Put, Query, Range, Sort, Store, Term
+from core.stix import object_version
 from ingest.push import PushResult, stamp
 from records.objects import delete_versions, versions_of, withdrawal
-from records.owners import close, owners_of
+from records.owners import close, owners_of, reopen
 
 View = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -246,13 +247,15 @@ def delete_object(
     """Delete the matching versions of one of the caller's objects (section 5.7).
 
     Only the id's owner may (core/ownership.py). Records must keep agreeing with
-    TAXII's last version, so for an indicator either every version goes, and the
-    correlator is told its report is withdrawn (its source counts as revoked, and no
-    later version is accepted), or the latest version stays.
+    TAXII's last version: when every version of an indicator goes, the correlator is
+    told its report is withdrawn (its source counts as revoked, and no later version
+    is accepted); when the latest goes and older ones stay, the version now last
+    replaces it in the records (and decides whether the id counts as revoked).
     """
     owner = owners_of(store, [stix_id]).get(canonical_id(stix_id))
     if owner is not None and owner.agency != principal.agency.id:
-        raise forbidden(f"{stix_id} belongs to agency {owner.agency}; only it may delete it")
+        # as for any id not in the caller's inbox: its existence is not disclosed
+        raise not_found(f"no object {stix_id!r} matching these filters in {coll.name}")
     clauses: list[Filter] = [
         Term("collections", (coll.name,)),
         Term("deleted", (False,)),
@@ -274,22 +277,22 @@ def delete_object(
     live = {k: st.doc for k, st in stored.get(stix_id, {}).items() if not st.doc.get("deleted")}
     indicator = any(h.doc["type"] == "indicator" for h in page.hits)
     remaining = set(live) - doomed
-    if indicator and remaining:
-        latest = max(live, key=lambda k: (live[k]["version"], live[k]["date_added"]))
-        if latest in doomed:
-            raise TaxiiError(
-                409,
-                "Conflict",
-                "deleting the latest version of an indicator but not the others would leave "
-                "records disagreeing with TAXII's last version: delete every version, or push "
-                "a revocation",
-            )
-    if indicator and not remaining:
+
+    def latest(keys: set[str]) -> str:
+        return max(keys, key=lambda k: (live[k]["version"], live[k]["date_added"]))
+
+    if indicator and (not remaining or latest(set(live)) in doomed):
+        # Told first: if the delete then fails, the client's retry tells again (idempotent).
         now = format_timestamp(clock.now())
-        notice = withdrawal(stix_id, now)
+        last = live[latest(remaining)]["object"] if remaining else None
+        notice = withdrawal(stix_id, now, last)
         provenance = stamp(principal, notice, now, str(uuid.uuid4()))
         bus.publish(TOPIC_RAW, encode_envelope([Accepted(notice, provenance)]))
-        close(store, stix_id, max(str(d["version"]) for d in live.values()))
+        if last is None:
+            close(store, stix_id, max(str(d["version"]) for d in live.values()))
+        else:
+            revoked = last.get("revoked") is True
+            reopen(store, stix_id, object_version(last) if revoked else None)
     return delete_versions(store, stix_id, doomed)
 
 

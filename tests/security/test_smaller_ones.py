@@ -134,14 +134,22 @@ def test_a_deleted_indicator_is_withdrawn_from_its_records(platform: Platform) -
     domain = "deleted-report.example.org"
     key = f"domain-name|value|{domain}"
     v1 = indicator(f"[domain-name:value = '{domain}']")
-    v2 = v1 | {"modified": "2026-02-10T00:00:00.000Z"}
+    v2 = v1 | {"modified": "2026-02-10T00:00:00.000Z", "revoked": True}
     p.push("gd", [v1, v2])
     p.correlate()
-    assert p.get("mo", f"/api/v1/indicators/{key}").json()["state"] == "active"
+    assert p.get("mo", f"/api/v1/indicators/{key}").json()["state"] == "revoked"
     inbox = f"{ROOT}collections/inbox-gd-cac/objects/{v1['id']}/"
-    only_latest = p.client.delete(inbox, params={"match[version]": "last"},
-                                  headers=p.keys["gd"].basic)  # fmt: skip
-    assert only_latest.status_code == 409, only_latest.text  # the record would disagree
+    # The revocation (the latest version) deleted: TAXII's last is v1 again, and so is the record.
+    only_latest = p.client.delete(
+        inbox, params={"match[version]": "2026-02-10T00:00:00.000Z"}, headers=p.keys["gd"].basic
+    )
+    assert only_latest.status_code == 200, only_latest.text
+    p.correlate()
+    assert [o.get("modified") for o in _last(p, "mo", v1["id"])] == [v1["modified"]]
+    record = p.get("mo", f"/api/v1/indicators/{key}").json()
+    assert record["state"] == "active", record
+    assert [s["modified"] for s in record["sources"]] == [v1["modified"]]
+    # Every version deleted: the report is withdrawn, and stays so.
     assert p.client.delete(inbox, headers=p.keys["gd"].basic).status_code == 200
     p.correlate()
     assert _last(p, "mo", v1["id"]) == []

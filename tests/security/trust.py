@@ -8,6 +8,7 @@ correlate with the real worker, read every route as a given agency.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +73,29 @@ class Platform:
     services: Services
     client: TestClient
     keys: dict[str, Key] = field(default_factory=dict)
+    consumers: dict[str, Any] = field(default_factory=dict)
+    patience: int = 6
+
+    def consumer(self, topic: str, group: str) -> Any:
+        """One consumer per group for the platform's life, joined before it is needed."""
+        if group not in self.consumers:
+            consumer = self.services.bus.consumer(topic, group)
+            member = getattr(consumer, "_consumer", None)
+            deadline = time.monotonic() + 60
+            while member is not None and time.monotonic() < deadline:
+                # kafka-python: assignment() is the only sign that a join has completed
+                consumer.poll(timeout_s=0.5)
+                if member.assignment():
+                    self.patience = 15
+                    break
+            self.consumers[group] = consumer
+        return self.consumers[group]
+
+    def join(self) -> None:
+        """Join every stage's group now, while the topics are still empty (real Kafka)."""
+        self.consumer(names.TOPIC_RAW, names.GROUP_CORRELATOR)
+        self.consumer(names.TOPIC_CHANGES, names.GROUP_ALERTER)
+        self.consumer(names.TOPIC_ALERTS, names.GROUP_NOTIFIER)
 
     def push(self, who: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
         """POST an envelope to ``who``'s inbox; the TAXII status resource (202 asserted)."""
@@ -85,11 +109,8 @@ class Platform:
 
     def correlate(self) -> int:
         worker = correlator_for(self.services)
-        consumer = self.services.bus.consumer(names.TOPIC_RAW, names.GROUP_CORRELATOR)
-        try:
-            total = int(worker.drain(consumer, idle_polls=6))
-        finally:
-            consumer.close()
+        consumer = self.consumer(names.TOPIC_RAW, names.GROUP_CORRELATOR)
+        total = int(worker.drain(consumer, idle_polls=self.patience))
         for index in (names.INDEX_INDICATORS, names.INDEX_OBJECTS):
             self.services.store.refresh(index)
         return total
@@ -103,11 +124,7 @@ class Platform:
             (alert_engine_for(svc), names.TOPIC_CHANGES, names.GROUP_ALERTER),
             (notifier_for(svc), names.TOPIC_ALERTS, names.GROUP_NOTIFIER),
         ):
-            consumer = svc.bus.consumer(topic, group)
-            try:
-                stage.drain(consumer, idle_polls=6)
-            finally:
-                consumer.close()
+            stage.drain(self.consumer(topic, group), idle_polls=self.patience)
             for index in (names.INDEX_ALERTS, names.INDEX_ALERT_EVENTS, names.INDEX_DELIVERIES):
                 svc.store.refresh(index)
 
@@ -158,7 +175,13 @@ def platform_of(
             services.settings = settings
         keys = register(services)
         with TestClient(full_app(services)) as client:
-            yield Platform(services, client, keys)
+            platform = Platform(services, client, keys)
+            platform.join()
+            try:
+                yield platform
+            finally:
+                for consumer in platform.consumers.values():
+                    consumer.close()
 
 
 BACKENDS = ["embedded", "kafka+elasticsearch"]
