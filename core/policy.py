@@ -178,6 +178,9 @@ _SCO_TYPES = frozenset(
 UNPARSED = "pattern:unparsed"
 _ADDRESS_PATHS = frozenset({("src_ref", "value"), ("dst_ref", "value")})
 _SENDER_PATHS = frozenset({("from_ref", "value"), ("sender_ref", "value")})
+_HOST_NAME = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.){0,126}[A-Za-z0-9-]{1,63}\.?"
+)
 
 
 def _classify_comparison(test: Test) -> str:
@@ -199,7 +202,8 @@ def _classify_comparison(test: Test) -> str:
             try:
                 ip = ipaddress.ip_network(value, strict=False)
             except ValueError:
-                kinds.add("domain-name")
+                # only a host name is a domain; anything else (an address, a name) is not
+                kinds.add("domain-name" if _HOST_NAME.fullmatch(value) else obj_type)
             else:
                 kinds.add("ipv4-addr" if ip.version == 4 else "ipv6-addr")
         return kinds.pop() if len(kinds) == 1 else obj_type

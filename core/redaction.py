@@ -78,6 +78,7 @@ from __future__ import annotations
 import bisect
 import copy
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -358,9 +359,29 @@ def _protected_spans(data: bytes, keep: frozenset[str]) -> _Spans:
 ScreenResult = tuple[str, tuple[str, ...], tuple[str, ...]]
 
 
+def _visible_form(text: str) -> str:
+    """``text`` as a reader sees it: NFKC (full-width letters, digits, ＠, ideographic
+    spaces to ASCII) without invisible format characters (zero-width spaces, joiners)."""
+    kept = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", kept)
+
+
 def _screen(text: str, keep: frozenset[str]) -> ScreenResult:
     if len(text) > MAX_SCREEN_CHARS:
         return text, (), ("too-long-to-screen",)
+    screened, kinds, holds = _screen_as_written(text, keep)
+    if not text.isascii():
+        # Data written to slip past the screens (full-width digits, ＠, zero-width spaces):
+        # what the screens find only in the visible form cannot be cut cleanly, so hold.
+        visible = _visible_form(text)
+        if visible != text:
+            _, hidden, _ = _screen_as_written(visible, keep)
+            if len(hidden) > len(kinds):
+                holds = (*holds, "obfuscated-personal-data")
+    return screened, kinds, holds
+
+
+def _screen_as_written(text: str, keep: frozenset[str]) -> ScreenResult:
     data = text.encode("utf-8", "surrogatepass")
     has_at = b"@" in data
     has_digits = _DIGITS4.search(data) is not None
