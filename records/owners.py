@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.envelope import Accepted
+from core.markings import tlp_of_marking_id
 from core.names import INDEX_OBJECT_VERSIONS, INDEX_STATUS
 from core.ownership import Owner, canonical_id, ownership_error
 from core.ports import Put, Store, Stored
 from core.settings import WritesSettings
 from core.stix import object_version
+from records.objects import versions_of
 from records.rmw import read_modify_write
 
 
@@ -36,10 +38,24 @@ def owners_of(store: Store, ids: Iterable[str]) -> dict[str, Owner]:
     return {st.doc["of"]: Owner.from_doc(st.doc) for st in found.values()}
 
 
+def first_pushers(store: Store, ids: Sequence[str]) -> dict[str, str]:
+    """Canonical id -> agency of its earliest stored version, for ids stored before owner
+    records existed (their owner is who pushed them first, as for any other)."""
+    _, versions = versions_of(store, list(ids))
+    found: dict[str, str] = {}
+    for stix_id, stored in versions.items():
+        if stored:
+            first = min(stored.values(), key=lambda st: str(st.doc.get("date_added", "")))
+            found[canonical_id(stix_id)] = str(first.doc.get("agency"))
+    return found
+
+
 def _id_of(item: Accepted) -> str:
     obj = item.obj
     if not isinstance(obj, dict) or obj.get("type") == "x-threatbay-withdrawal":
         return ""  # not an object: nothing to own (records/objects.py)
+    if tlp_of_marking_id(obj.get("id")) is not None:
+        return ""  # the TLP definitions are everyone's
     return canonical_id(obj.get("id"))
 
 
@@ -64,9 +80,12 @@ def claim(
     for item in accepted:
         groups.setdefault(_id_of(item), []).append(item)
     verdicts: dict[int, str | None] = {}
+    earlier: dict[str, str] = {}  # ids stored before owner records existed -> first pusher
 
     def change(stix_id: str, stored: Stored | None) -> Put | None:
         owner = Owner.from_doc(stored.doc) if stored is not None else None
+        if owner is None and stix_id in earlier:
+            owner = Owner(stix_id, earlier[stix_id])
         before = owner
         for item in groups[stix_id]:
             if owner is None:
@@ -83,7 +102,13 @@ def claim(
 
     def read(ids: list[str]) -> dict[str, Stored | None]:
         found = store.get_many(INDEX_OBJECT_VERSIONS, [owner_key(i) for i in ids])
-        return {i: found.get(owner_key(i)) for i in ids}
+        out = {i: found.get(owner_key(i)) for i in ids}
+        unowned = [i for i, st in out.items() if st is None and i not in earlier]
+        if unowned:
+            earlier.update(first_pushers(store, [_spelled[i] for i in unowned]))
+        return out
+
+    _spelled = {k: str(v[0].obj.get("id")) for k, v in groups.items() if k}
 
     known = [k for k in groups if k]
     if known:

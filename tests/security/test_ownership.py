@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from core import names
-from tests.security.trust import ROOT, TLP_GREEN, Platform, indicator, platform  # noqa: F401
+from tests.security.trust import (  # noqa: F401
+    ROOT,
+    TLP_GREEN,
+    Platform,
+    embedded,
+    indicator,
+    platform,
+)
 
 GD_DOMAIN = "gd-owned-c2.example.org"
 
@@ -98,3 +105,20 @@ def test_a_taxii_delete_by_another_agency_is_refused(platform: Platform) -> None
         r = p.client.delete(f"{ROOT}collections/{coll}/objects/{gd['id']}/", headers=key.basic)
         assert r.status_code in (403, 404), (coll, r.status_code, r.text)
     assert [o["id"] for o in _taxii_objects(p, "gd", "inbox-gd-cac")] == [gd["id"]]
+
+
+def test_ids_stored_before_owner_records_keep_their_first_pusher(embedded: Platform) -> None:  # noqa: F811
+    """Data from before this rule: its first pusher is read from the stored versions."""
+    from core.envelope import Accepted
+    from core.provenance import Provenance
+    from records.objects import store_objects
+
+    p = embedded
+    gd = indicator(f"[domain-name:value = '{GD_DOMAIN}']")
+    prov = Provenance("gd-cac", "GD", "2026-02-01T00:00:00.000000Z", "before-owners", tlp="green")
+    store_objects(p.services.store, [Accepted(gd, prov)], p.services.clock)
+    hijack = gd | {"modified": "2026-02-20T00:00:00.000Z", "revoked": True}
+    assert p.push("hk", [hijack])["success_count"] == 1  # no owner record to refuse it yet
+    p.correlate()
+    seen = [o for o in _taxii_objects(p, "mo", "shared-all") if o["id"] == gd["id"]]
+    assert seen == [gd]
