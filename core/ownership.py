@@ -86,10 +86,10 @@ def identity_error(
     if obj.get("type") == "identity":
         owner = identity_owners.get(canonical_id(obj.get("id")))
         if owner is not None and owner != agency_id:
-            return f"{obj.get('id')} is the identity of another member agency, not yours to push"
+            return f"{obj.get('id')} is the identity of agency {owner}; it is not yours to push"
     creator = obj.get("created_by_ref")
     if creator is not None:
         owner = identity_owners.get(canonical_id(creator))
         if owner is not None and owner != agency_id:
-            return f"created_by_ref {creator} is the identity of another member agency, not yours"
+            return f"created_by_ref {creator} is the identity of agency {owner}, not yours"
     return None

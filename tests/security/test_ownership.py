@@ -67,9 +67,9 @@ def test_identities_are_not_taken_whatever_the_case(platform: Platform) -> None:
     status = p.push("hk", [fake, shouty, forged])
     assert status["success_count"] == 0, status
     why = _failures(status)
-    assert "identity of another member agency" in why[fake["id"]]
-    assert "identity of another member agency" in why[shouty["id"]]
-    assert "identity of another member agency" in why[forged["id"]]
+    assert "identity of agency gd-cac" in why[fake["id"]]
+    assert "identity of agency gd-cac" in why[shouty["id"]]
+    assert "identity of agency gd-cac" in why[forged["id"]]
 
 
 def test_a_race_of_two_first_pushes_is_settled_by_the_correlator(platform: Platform) -> None:  # noqa: F811
