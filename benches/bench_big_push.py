@@ -152,6 +152,10 @@ def run(raised: bool) -> None:
                       f"ms, max {max(during) * 1e3:,.0f} ms")  # fmt: skip
             else:
                 print(f"other agency: no push started within that window ({len(latencies)} in all)")
+            timeline = ", ".join(
+                f"{at - started:+.1f}s:{lat * 1e3:,.0f}ms" for at, lat in latencies
+            )
+            print(f"other agency's pushes (start vs the big push: push -> visible): {timeline}")
         services.close()
 
 

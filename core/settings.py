@@ -56,6 +56,9 @@ class LimitsSettings(BaseModel):
     """0: no limit."""
     agency_bytes_per_minute: int = 100 * 1024 * 1024
     """Request bodies; 0: no limit."""
+    agency_grammar_chars_per_minute: int = 500_000
+    """Characters of patterns the fast path cannot read (the grammar parses them at ~40 µs
+    a character: this bounds one agency to ~20 s of parsing a minute); 0: no limit."""
 
 
 class WritesSettings(BaseModel):

@@ -1,4 +1,8 @@
-"""Per-agency push budgets: objects and bytes per minute (README "Limits").
+"""Per-agency push budgets: objects, bytes and grammar-parsed pattern characters per minute.
+
+The third bounds CPU: a pattern the fast path cannot read costs the grammar
+~40 µs a character (benches/bench_screen.py), so objects and bytes alone would
+let one agency keep the API busy with complex patterns.
 
 A moving window per agency (the ``limits`` library, in memory): a push that
 would exceed its agency's budget is refused whole, before anything is
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute, storage, strategies
 
+from core.patterns import simple_comparisons
 from core.settings import LimitsSettings
 
 
@@ -38,14 +43,18 @@ class PushBudget:
             for name, amount in (
                 ("objects", settings.agency_objects_per_minute),
                 ("bytes", settings.agency_bytes_per_minute),
+                ("grammar_chars", settings.agency_grammar_chars_per_minute),
             )
             if amount > 0
         ]
         self._lock = threading.Lock()
 
-    def charge(self, agency_id: str, objects: int, nbytes: int) -> Refusal | None:
-        """Take ``objects`` and ``nbytes`` from ``agency_id``'s minute, or say why not."""
-        costs = {"objects": objects, "bytes": nbytes}
+    def charge(
+        self, agency_id: str, objects: int, nbytes: int, grammar_chars: int = 0
+    ) -> Refusal | None:
+        """Take ``objects``, ``nbytes`` and ``grammar_chars`` from ``agency_id``'s minute, or
+        say why not."""
+        costs = {"objects": objects, "bytes": nbytes, "grammar_chars": grammar_chars}
         with self._lock:
             for name, item in self._budgets:
                 cost = costs[name]
@@ -67,3 +76,16 @@ class PushBudget:
                 if costs[name]:
                     self._limiter.hit(item, agency_id, name, cost=costs[name])
         return None
+
+
+def grammar_chars(objects: list[object], max_chars: int) -> int:
+    """Characters of the STIX patterns in ``objects`` that the grammar, not the fast path,
+    would have to parse (one longer than ``max_chars`` is refused without a parse)."""
+    total = 0
+    for obj in objects:
+        if isinstance(obj, dict) and obj.get("type") == "indicator":
+            pattern = obj.get("pattern")
+            if isinstance(pattern, str) and obj.get("pattern_type", "stix") == "stix":
+                if len(pattern) <= max_chars and simple_comparisons(pattern) is None:
+                    total += len(pattern)
+    return total

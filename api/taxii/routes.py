@@ -26,6 +26,7 @@ from core.access import Principal
 from core.errors import StoreUnavailable
 from core.policy import reader_of
 from core.services import Services
+from ingest.budget import grammar_chars
 from ingest.push import admission_for, push_objects
 from records.books import records_of
 
@@ -224,7 +225,10 @@ def taxii_router() -> APIRouter:
         objects = body.get("objects", [])
         if not isinstance(objects, list):
             raise TaxiiError(422, "Unprocessable Entity", "the envelope's objects must be a list")
-        refusal = request.app.state.push_budget.charge(p.agency.id, len(objects), len(raw))
+        parsing = await run_in_threadpool(
+            grammar_chars, objects, s.settings.limits.pattern_max_chars
+        )
+        refusal = request.app.state.push_budget.charge(p.agency.id, len(objects), len(raw), parsing)
         if refusal is not None:
             if refusal.retry_after_s is None:
                 raise TaxiiError(413, "Payload Too Large", refusal.message)

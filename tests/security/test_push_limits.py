@@ -95,6 +95,22 @@ def test_an_agency_past_its_minute_gets_429_and_the_others_push_on(limited: Plat
     assert p.push("gd", more)["success_count"] == 20  # another agency is not held up
 
 
+def test_complex_patterns_have_a_parsing_budget(limited: Platform) -> None:
+    """The grammar costs ~40 µs a character: an agency's minute of it is bounded too."""
+    p = limited
+    key = p.keys["mo"]
+    heavy = [indicator(_and(600)) for _ in range(25)]  # ~20k characters each, all parsed
+    first = p.client.post(
+        key.inbox + "objects/", headers=key.post, content=orjson.dumps({"objects": heavy[:20]})
+    )
+    assert first.status_code == 202, first.text
+    again = p.client.post(
+        key.inbox + "objects/", headers=key.post, content=orjson.dumps({"objects": heavy[20:]})
+    )
+    assert again.status_code == 429, again.text
+    assert "limits.agency_grammar_chars_per_minute" in again.json()["description"]
+
+
 def test_an_or_pattern_costs_storage_in_proportion(limited: Platform) -> None:
     """4,000 OR-ed addresses: each record stays small (the pattern is stored once)."""
     p = limited
