@@ -32,6 +32,7 @@ from api.errors import TAXII_21, TAXII_PREFIX
 from api.taxii.routes import taxii_router
 from core.policy import SharingPolicy
 from core.services import Services
+from ingest.budget import PushBudget
 from records.books import records_of
 
 
@@ -105,6 +106,7 @@ def create_app(
     app.state.loops = loops
     app.state.auth_limiter = FailureLimiter(api.auth_failure_burst, api.auth_failure_per_s)
     app.state.auth_cache = PrincipalCache(ttl_s=api.auth_cache_ttl_s)
+    app.state.push_budget = PushBudget(services.settings.limits)
     app.state.alert_pages = AlertPages(api.alert_page_ttl_s or 0.0)
     tls = services.settings.tls
     app.state.client_trust = (

@@ -15,7 +15,9 @@ store round trips from every request. What a security reviewer needs to know:
   command line, another API process) applies within the TTL; a TTL of 0
   restores a store read on every request.
 
-Failed attempts are rate limited per client address with a small token bucket.
+Failed attempts are rate limited per key id and per client address
+(``FailureLimiter``): a source over its budget may still use existing keys, so
+one attacker behind a NAT cannot lock out the agencies behind it.
 
 Client certificates (``api/client_certs.py``): over TLS a caller may
 present a certificate issued under one jurisdiction's CA. It names an agency
@@ -92,31 +94,88 @@ class PrincipalCache:
         return cred, agency
 
 
-class FailureLimiter:
-    """Per-address token bucket over failed authentications (in memory, one process)."""
+class _Buckets:
+    """Token buckets of failures by name: ``burst`` failures, refilled ``per_second``."""
 
-    def __init__(self, burst: int = 20, per_second: float = 1.0, max_clients: int = 10_000):
+    def __init__(self, burst: int, per_second: float, max_entries: int = 10_000) -> None:
         self.burst = burst
         self.per_second = per_second
-        self.max_clients = max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        self.max_entries = max_entries
+        self._levels: dict[str, tuple[float, float]] = {}
 
-    def _level(self, client: str, now: float) -> float:
-        tokens, at = self._buckets.get(client, (float(self.burst), now))
+    def _level(self, name: str, now: float) -> float:
+        tokens, at = self._levels.get(name, (float(self.burst), now))
         return min(float(self.burst), tokens + (now - at) * self.per_second)
 
-    def blocked(self, client: str) -> bool:
-        """True when ``client`` has used up its failures."""
-        with self._lock:
-            return self._level(client, time.monotonic()) < 1.0
+    def empty(self, name: str, now: float) -> bool:
+        return self._level(name, now) < 1.0
 
-    def failed(self, client: str) -> None:
+    def take(self, name: str, now: float) -> None:
+        if len(self._levels) >= self.max_entries:
+            self._levels.clear()
+        self._levels[name] = (max(0.0, self._level(name, now) - 1.0), now)
+
+
+class FailureLimiter:
+    """Failed authentications, limited per source address and per key id (in memory).
+
+    - Per key id and address: ``burst`` wrong secrets for one key from one address,
+      then that key is refused from that address (429, the secret not even checked)
+      until the bucket refills; per key id from anywhere: ten times that.
+    - Per address: past ``burst`` failures, a request naming a key id that does
+      not exist is refused at once (429, no store read), but existing keys are
+      still checked: an attacker behind a NAT never locks out the valid keys
+      behind it. Which key ids exist is read from the registry at most every
+      ``known_ttl_s`` seconds, and only while some address is over its budget.
+    """
+
+    def __init__(
+        self,
+        burst: int = 20,
+        per_second: float = 1.0,
+        max_clients: int = 10_000,
+        known_ttl_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.burst = burst
+        self._addresses = _Buckets(burst, per_second, max_clients)
+        self._keys = _Buckets(burst, per_second, max_clients)
+        self._keys_anywhere = _Buckets(burst * 10, per_second * 10, max_clients)
+        self._known: frozenset[str] = frozenset()
+        self._known_at = -1e18
+        self._known_gen = -1
+        self.known_ttl_s = known_ttl_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+
+    def blocked(self, client: str) -> bool:
+        """True when ``client`` (an address) has used up its failures."""
         with self._lock:
-            now = time.monotonic()
-            if len(self._buckets) >= self.max_clients:
-                self._buckets.clear()
-            self._buckets[client] = (max(0.0, self._level(client, now) - 1.0), now)
+            return self._addresses.empty(client, self._monotonic())
+
+    def key_blocked(self, client: str, key_id: str) -> bool:
+        """True when wrong secrets for ``key_id`` used up its budget (from ``client`` or all)."""
+        with self._lock:
+            now = self._monotonic()
+            return self._keys.empty(f"{key_id}@{client}", now) or self._keys_anywhere.empty(
+                key_id, now
+            )
+
+    def known(self, key_id: str, load: Callable[[], frozenset[str]]) -> bool:
+        """True when ``key_id`` is an existing credential (``load`` reads them all)."""
+        now = self._monotonic()
+        gen = registry.generation()
+        if now - self._known_at >= self.known_ttl_s or gen != self._known_gen:
+            self._known, self._known_at, self._known_gen = load(), now, gen
+        return key_id in self._known
+
+    def failed(self, client: str, key_id: str | None = None) -> None:
+        with self._lock:
+            now = self._monotonic()
+            self._addresses.take(client, now)
+            if key_id is not None:
+                self._keys.take(f"{key_id}@{client}", now)
+                self._keys_anywhere.take(key_id, now)
 
 
 class CertificateAgencies:
@@ -223,37 +282,57 @@ async def authenticate(request: Request) -> Principal:
     """
     client = request.client.host if request.client else "unknown"
     limiter: FailureLimiter = request.app.state.auth_limiter
-    if limiter.blocked(client):
-        raise HttpError(
-            429, "Too Many Requests", "too many failed authentications", {"Retry-After": "5"}
-        )
     try:
         cert_agency = await certificate_agency(request)
     except HttpError:
+        if limiter.blocked(client):
+            raise too_many() from None
         limiter.failed(client)
         raise
     creds = credentials_of(request.headers.get("authorization"))
     if creds is None:
         if cert_agency is not None:
             return Principal(agency=cert_agency, roles=frozenset(cert_agency.roles), key_id="")
+        if limiter.blocked(client):
+            raise too_many()
+        limiter.failed(client)
         raise unauthorized("HTTP Basic (key id, secret) or Bearer tb_<key id>.<secret> required")
     services: Services = request.app.state.services
     key_id, secret = creds
+    if limiter.key_blocked(client, key_id):
+        raise too_many()
     cache: PrincipalCache = request.app.state.auth_cache
+    reg = records_of(services).agencies
+    found = cache.get(key_id)
+    if found is None and limiter.blocked(client):
+        # Over its budget, an address may still use existing keys, never probe for others.
+        known = await run_in_threadpool(limiter.known, key_id, lambda: _key_ids(reg))
+        if not known:
+            raise too_many()
     try:
-        found = cache.get(key_id)
         if found is None:
-            reg = records_of(services).agencies
             found = await run_in_threadpool(cache.read, reg, key_id)
         principal = principal_of(*found, secret, services.clock.now())
     except AuthenticationFailed as exc:
-        limiter.failed(client)
+        limiter.failed(client, key_id)
+        if limiter.key_blocked(client, key_id) or limiter.blocked(client):
+            raise too_many() from exc
         raise unauthorized("unknown, revoked or expired credential, or wrong secret") from exc
     try:
         return with_certificate(principal, cert_agency)
     except HttpError:
         limiter.failed(client)
         raise
+
+
+def _key_ids(reg: AgencyRegistry) -> frozenset[str]:
+    return frozenset(c.key_id for c in reg.credentials())
+
+
+def too_many() -> HttpError:
+    return HttpError(
+        429, "Too Many Requests", "too many failed authentications", {"Retry-After": "5"}
+    )
 
 
 def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:

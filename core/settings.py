@@ -39,6 +39,28 @@ class TaxiiSettings(BaseModel):
     status_retention_hours: int = 48
 
 
+class LimitsSettings(BaseModel):
+    """What one push may cost (README "Limits"): per object, and per agency per minute.
+
+    Per object, a limit exceeded is that object's failure in the TAXII status;
+    per agency, a request past its minute's budget is answered 429 with
+    ``Retry-After`` (counted in each API process).
+    """
+
+    pattern_max_chars: int = 65_536
+    pattern_max_comparisons: int = 1_000
+    pattern_max_depth: int = 32
+    object_max_depth: int = 32
+    """JSON nesting of one object (dicts and lists inside it)."""
+    agency_objects_per_minute: int = 100_000
+    """0: no limit."""
+    agency_bytes_per_minute: int = 100 * 1024 * 1024
+    """Request bodies; 0: no limit."""
+    agency_grammar_chars_per_minute: int = 500_000
+    """Characters of patterns the fast path cannot read (the grammar parses them at ~40 µs
+    a character: this bounds one agency to ~20 s of parsing a minute); 0: no limit."""
+
+
 class WritesSettings(BaseModel):
     """Read-modify-write under optimistic concurrency (records/rmw.py)."""
 
@@ -102,6 +124,10 @@ class WebhookSettings(BaseModel):
     timeout_s: float = 5.0
     workers: int = 8
     tick_s: float = 1.0
+    allowed_targets: list[str] = []
+    """CIDRs and host names a webhook may point at although not public (core/webhook_targets.py)."""
+    require_https: bool | None = None
+    """None: required when ``env`` is production."""
 
 
 class ApiSettings(BaseModel):
@@ -282,6 +308,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
     taxii: TaxiiSettings = TaxiiSettings()
+    limits: LimitsSettings = LimitsSettings()
     writes: WritesSettings = WritesSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     outbox: OutboxSettings = OutboxSettings()

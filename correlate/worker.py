@@ -36,6 +36,7 @@ from core.envelope import Accepted
 from core.errors import InvalidPattern
 from core.indicators import RecordChange, record_change
 from core.observables import observables
+from core.patterns import DEFAULT_LIMITS, PatternLimits
 from core.policy import SharingPolicy, record_audience
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
@@ -50,8 +51,10 @@ from records.objects import (
     store_objects,
     version_of,
     versions_of,
+    withdrawal_of,
 )
 from records.outbox import Outbox
+from records.owners import claim, mark_failed
 from records.rmw import Contention, read_modify_write
 
 log = logging.getLogger("threatbay.correlate")
@@ -82,9 +85,16 @@ class _Work:
     sightings: dict[str, list[merge.Report]] = field(default_factory=dict)
     links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     observables: dict[str, Any] = field(default_factory=dict)
+    #: (agency, indicator id) whose reports their source deleted (TAXII DELETE), and
+    #: the reports that replace a deleted latest version
+    withdrawals: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    restated: dict[str, list[merge.Report]] = field(default_factory=dict)
 
     def keys(self) -> set[str]:
-        return set(self.reports) | set(self.sightings) | set(self.links)
+        return (
+            set(self.reports) | set(self.sightings) | set(self.links)
+            | set(self.withdrawals) | set(self.restated)
+        )  # fmt: skip
 
 
 def object_problem(obj: Any) -> str | None:
@@ -156,6 +166,7 @@ class Correlator(ConsumerStage):
         writes: WritesSettings | None = None,
         outbox: OutboxSettings | None = None,
         batch_size: int = 200,
+        pattern_limits: PatternLimits = DEFAULT_LIMITS,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -169,6 +180,7 @@ class Correlator(ConsumerStage):
             store, bus, Outbox(store, clock, self.outbox_settings)
         )
         self.batch_size = batch_size
+        self.pattern_limits = pattern_limits
         self.recent = RecentRecords()
         self._next_sweep = 0.0  # monotonic time of the next change-outbox sweep
         # One long-lived thread (not one per batch: every new thread would open its own
@@ -200,14 +212,28 @@ class Correlator(ConsumerStage):
             except ValueError as exc:
                 result.dead.append(DeadLetter.of(message, str(exc)))
         result.objects = len(accepted)
+        # Ownership, authoritatively (core/ownership.py): another agency's push of an id
+        # that raced past ingest is dead-lettered and its TAXII status entry failed.
+        claimed = claim(self.store, accepted, self.writes)
+        for item, reason in claimed.refused:
+            raw = orjson.dumps({"object": item.obj, "provenance": item.provenance.to_dict()})
+            result.dead.append(DeadLetter(str(item.obj.get("id") or ""), raw, reason))
+        mark_failed(self.store, claimed.refused, self.writes)
+        accepted = claimed.allowed
 
         work = _Work()
         sighting_refs: dict[str, list[merge.Report]] = {}
         link_refs: dict[str, list[tuple[str, str]]] = {}
         referrers: dict[str, dict[str, dict[str, Any]]] = {}
         good: list[Accepted] = []
+        withdrawn: list[tuple[str, str, Accepted | None]] = []
         for item in accepted:
             obj = item.obj
+            if (gone := withdrawal_of(obj)) is not None:  # records/objects.py: not an object
+                now_latest = obj.get("restated")
+                restated = Accepted(now_latest, item.provenance) if now_latest else None
+                withdrawn.append((item.provenance.agency, gone, restated))
+                continue
             problem = object_problem(obj)
             if problem is None:
                 try:
@@ -244,6 +270,8 @@ class Correlator(ConsumerStage):
             # two workers, one always sees the other.
             note_references(self.store, referrers, self.writes)
             keys_of = self._resolve_refs(work, sighting_refs, link_refs)
+            if withdrawn:
+                self._withdraw(work, withdrawn)
             self._write_records(work, result)
         finally:
             objects_done.result()
@@ -259,10 +287,30 @@ class Correlator(ConsumerStage):
         obj = item.obj
         if obj.get("pattern_type", "stix") != "stix":
             return
-        for observable in observables(obj["pattern"]):
+        for observable in observables(obj["pattern"], self.pattern_limits):
             report = merge.source_report(obj, item.provenance, observable)
             work.reports.setdefault(observable.key, []).append(report)
             work.observables[observable.key] = observable
+
+    def _withdraw(self, work: _Work, withdrawn: list[tuple[str, str, Accepted | None]]) -> None:
+        """Records holding reports their source deleted: withdrawn, or restated as the version
+        TAXII now has last (``records.objects.withdrawal``)."""
+        naming = self._records_naming({gone for _, gone, _ in withdrawn})
+        for agency, gone, restated in withdrawn:
+            kept: set[str] = set()
+            if restated is not None:
+                try:
+                    found = observables(restated.obj["pattern"], self.pattern_limits)
+                except (InvalidPattern, KeyError, TypeError):
+                    found = []
+                for observable in found:
+                    report = merge.source_report(restated.obj, restated.provenance, observable)
+                    work.restated.setdefault(observable.key, []).append(report)
+                    work.observables.setdefault(observable.key, observable)
+                    kept.add(observable.key)
+            for key, ids in naming.items():
+                if gone in ids and key not in kept:
+                    work.withdrawals.setdefault(key, []).append((agency, gone))
 
     def _resolve_refs(
         self,
@@ -308,7 +356,7 @@ class Correlator(ConsumerStage):
                 if not isinstance(pattern, str):
                     continue
                 try:
-                    keys = [o.key for o in observables(pattern)]
+                    keys = [o.key for o in observables(pattern, self.pattern_limits)]
                 except InvalidPattern:
                     continue
                 for key in keys:
@@ -363,6 +411,10 @@ class Correlator(ConsumerStage):
                 changed |= merge.apply_sighting(record, sighting)
             for link_field, ref in work.links.get(key, []):
                 changed |= merge.link(record, link_field, ref)
+            for agency, ref in work.withdrawals.get(key, []):
+                changed |= merge.withdraw(record, agency, ref)
+            for report in work.restated.get(key, []):
+                changed |= merge.restate(record, report)
             if not changed:
                 staged.pop(key, None)
                 return None

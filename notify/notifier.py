@@ -23,6 +23,7 @@ from core.clock import Clock, format_timestamp
 from core.consuming import ConsumerStage, DeadLetter, Handled
 from core.errors import UnknownAgency
 from core.ports import Bus, Incoming, Store
+from core.redaction import event_for
 from records.agencies import AgencyRegistry
 from records.audit import PLATFORM, AuditEntry, AuditLog, Party, release_entry
 from records.deliveries import PENDING, Deliveries, DeliveryJob
@@ -141,7 +142,14 @@ class Notifier(ConsumerStage):
                         "alert_id": event["alert_id"],
                         "event_id": event["id"],
                         "event_type": event["type"],
-                        "payload": {"delivery_id": job_id, "event": event, "alert": view},
+                        "payload": {
+                            "delivery_id": job_id,
+                            "event": {
+                                **event,
+                                "event": event_for(reader.jurisdiction, event["event"]),
+                            },
+                            "alert": view,
+                        },
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created": now,

@@ -123,8 +123,8 @@ class AgencyRegistry:
         return [Agency.from_doc(d) for d in self._all((Term("kind", ("agency",)),))]
 
     def identity_owners(self) -> dict[str, str]:
-        """STIX identity id -> agency id, for the ``created_by_ref`` rule."""
-        return {a.identity_id: a.id for a in self.list()}
+        """Canonical (lower-case) STIX identity id -> agency id (core/ownership.py)."""
+        return {a.identity_id.lower(): a.id for a in self.list()}
 
     # --------------------------------------------------------- credentials
 
@@ -153,6 +153,10 @@ class AgencyRegistry:
         if stored is None:
             raise UnknownCredential(key_id)
         return Credential.from_doc(stored.doc), stored.version
+
+    def credential(self, key_id: str) -> Credential:
+        """The credential ``key_id`` (read by key); raises ``UnknownCredential``."""
+        return self._credential(key_id)[0]
 
     def rotate(self, key_id: str) -> tuple[Credential, str]:
         """New secret for ``key_id``; the old secret is refused from now on."""

@@ -13,6 +13,7 @@ and written under optimistic concurrency, retried on conflict.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,9 @@ from core.clock import Clock, format_timestamp
 from core.crossborder import default_whitelist
 from core.envelope import Accepted
 from core.errors import WriteContention
+from core.markings import is_statement_definition
 from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
+from core.ownership import canonical_id
 from core.policy import SharingPolicy, audience
 from core.ports import Put, Store, Stored
 from core.provenance import Provenance
@@ -144,6 +147,16 @@ def versions_of(
     return head_of, found
 
 
+def statement_markings(store: Store, ids: Sequence[str]) -> frozenset[str]:
+    """Canonical ids among ``ids`` of statement marking definitions stored before."""
+    _, found = versions_of(store, list(ids))
+    return frozenset(
+        canonical_id(stix_id)
+        for stix_id, stored in found.items()
+        if any(is_statement_definition(v.doc.get("object") or {}) for v in stored.values())
+    )
+
+
 def _changes(current: dict[str, Stored], wanted: dict[str, dict[str, Any]]) -> list[Put]:
     puts: list[Put] = []
     for key, doc in wanted.items():
@@ -227,6 +240,36 @@ def store_objects(
         return reflag(merged)
 
     return _apply(store, list(groups), change, writes)
+
+
+#: The bus message a TAXII DELETE of every version of an indicator sends to the correlator,
+#: so the records holding that report follow (its source counts as revoked from then on).
+#: Never stored as an object.
+WITHDRAWAL_TYPE = "x-threatbay-withdrawal"
+
+
+def withdrawal(stix_id: str, at: str, restated: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The withdrawal of the deleted versions of ``stix_id``, for the correlator; ``restated``
+    is the version TAXII now has last (None when every version went)."""
+    notice: dict[str, Any] = {
+        "type": WITHDRAWAL_TYPE,
+        "spec_version": "2.1",
+        "id": f"{WITHDRAWAL_TYPE}--{uuid.uuid4()}",
+        "created": at,
+        "modified": at,
+        "withdrawn_ref": stix_id,
+    }
+    if restated is not None:
+        notice["restated"] = restated
+    return notice
+
+
+def withdrawal_of(obj: Any) -> str | None:
+    """The id a withdrawal withdraws, or None when ``obj`` is not a withdrawal."""
+    if isinstance(obj, dict) and obj.get("type") == WITHDRAWAL_TYPE:
+        ref = obj.get("withdrawn_ref")
+        return ref if isinstance(ref, str) else None
+    return None
 
 
 def delete_versions(store: Store, stix_id: str, keys: Iterable[str]) -> int:

@@ -37,6 +37,7 @@ from core import names
 from core.clock import Clock, SystemClock
 from core.crossborder import default_whitelist, whitelist_from_yaml_text
 from core.errors import UnknownAgency
+from core.patterns import PatternLimits
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
 from core.services import Services
@@ -214,6 +215,9 @@ def correlator_for(services: Services) -> Correlator:
         writes=s.writes,
         outbox=s.outbox,
         batch_size=s.consumer.correlator_batch,
+        pattern_limits=PatternLimits(
+            s.limits.pattern_max_chars, s.limits.pattern_max_comparisons, s.limits.pattern_max_depth
+        ),
     )
 
 

@@ -26,7 +26,8 @@ from core.access import Principal
 from core.errors import StoreUnavailable
 from core.policy import reader_of
 from core.services import Services
-from ingest.push import push_objects
+from ingest.budget import grammar_chars
+from ingest.push import admission_for, push_objects
 from records.books import records_of
 
 log = logging.getLogger("threatbay.taxii")
@@ -224,9 +225,22 @@ def taxii_router() -> APIRouter:
         objects = body.get("objects", [])
         if not isinstance(objects, list):
             raise TaxiiError(422, "Unprocessable Entity", "the envelope's objects must be a list")
-        owners = await run_in_threadpool(records_of(s).agencies.identity_owners)
+        parsing = await run_in_threadpool(
+            grammar_chars, objects, s.settings.limits.pattern_max_chars
+        )
+        refusal = request.app.state.push_budget.charge(p.agency.id, len(objects), len(raw), parsing)
+        if refusal is not None:
+            if refusal.retry_after_s is None:
+                raise TaxiiError(413, "Payload Too Large", refusal.message)
+            raise TaxiiError(
+                429,
+                "Too Many Requests",
+                refusal.message,
+                {"Retry-After": str(refusal.retry_after_s)},
+            )
+        rules = await run_in_threadpool(admission_for, s)
         result = await run_in_threadpool(
-            push_objects, p, objects, s.bus, s.clock, owners, str(uuid.uuid4())
+            push_objects, p, objects, s.bus, s.clock, rules, str(uuid.uuid4())
         )
         status = service.status_resource(result)
         try:
@@ -264,7 +278,8 @@ def taxii_router() -> APIRouter:
         coll = _collection(request, api_root, collection_id, p)
         service.require_write(coll, p)
         filters = _filters(request, ("version", "spec_version"), f"delete|{object_id}")
-        service.delete_object(_services(request).store, coll, p, object_id, filters)
+        s = _services(request)
+        service.delete_object(s.store, s.bus, s.clock, coll, p, object_id, filters)
         return Response(b"", status_code=200, media_type=TAXII_21)
 
     @router.get("/{api_root}/collections/{collection_id}/objects/{object_id}/versions/")

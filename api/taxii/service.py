@@ -5,6 +5,7 @@ Views decode the request, call one of these, and encode (STYLE.md 6).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,10 +17,15 @@ from api.taxii.media import STIX_21
 from api.taxii.pagination import Filters, encode_next, filter_hash
 from core.access import Principal
 from core.clock import Clock, format_timestamp, parse_timestamp
-from core.names import INDEX_OBJECTS, INDEX_STATUS
-from core.ports import Filter, Put, Query, Range, Sort, Store, Term
-from ingest.push import PushResult
-from records.objects import delete_versions
+from core.envelope import Accepted
+from core.envelope import encode as encode_envelope
+from core.names import INDEX_OBJECTS, INDEX_STATUS, TOPIC_RAW
+from core.ownership import canonical_id
+from core.ports import Bus, Filter, Put, Query, Range, Sort, Store, Term
+from core.stix import object_version
+from ingest.push import PushResult, stamp
+from records.objects import delete_versions, versions_of, withdrawal
+from records.owners import close, owners_of, reopen
 
 View = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -230,9 +236,26 @@ def load_status(
 
 
 def delete_object(
-    store: Store, coll: Collection, principal: Principal, stix_id: str, filters: Filters
+    store: Store,
+    bus: Bus,
+    clock: Clock,
+    coll: Collection,
+    principal: Principal,
+    stix_id: str,
+    filters: Filters,
 ) -> int:
-    """Delete the matching versions of one of the caller's objects (section 5.7)."""
+    """Delete the matching versions of one of the caller's objects (section 5.7).
+
+    Only the id's owner may (core/ownership.py). Records must keep agreeing with
+    TAXII's last version: when every version of an indicator goes, the correlator is
+    told its report is withdrawn (its source counts as revoked, and no later version
+    is accepted); when the latest goes and older ones stay, the version now last
+    replaces it in the records (and decides whether the id counts as revoked).
+    """
+    owner = owners_of(store, [stix_id]).get(canonical_id(stix_id))
+    if owner is not None and owner.agency != principal.agency.id:
+        # as for any id not in the caller's inbox: its existence is not disclosed
+        raise not_found(f"no object {stix_id!r} matching these filters in {coll.name}")
     clauses: list[Filter] = [
         Term("collections", (coll.name,)),
         Term("deleted", (False,)),
@@ -249,7 +272,28 @@ def delete_object(
         raise not_found(f"no object {stix_id!r} matching these filters in {coll.name}")
     if any(h.doc["agency"] != principal.agency.id for h in page.hits):
         raise TaxiiError(403, "Forbidden", "only the agency that pushed an object may delete it")
-    return delete_versions(store, stix_id, [h.key for h in page.hits])
+    doomed = {h.key for h in page.hits}
+    _, stored = versions_of(store, [stix_id])
+    live = {k: st.doc for k, st in stored.get(stix_id, {}).items() if not st.doc.get("deleted")}
+    indicator = any(h.doc["type"] == "indicator" for h in page.hits)
+    remaining = set(live) - doomed
+
+    def latest(keys: set[str]) -> str:
+        return max(keys, key=lambda k: (live[k]["version"], live[k]["date_added"]))
+
+    if indicator and (not remaining or latest(set(live)) in doomed):
+        # Told first: if the delete then fails, the client's retry tells again (idempotent).
+        now = format_timestamp(clock.now())
+        last = live[latest(remaining)]["object"] if remaining else None
+        notice = withdrawal(stix_id, now, last)
+        provenance = stamp(principal, notice, now, str(uuid.uuid4()))
+        bus.publish(TOPIC_RAW, encode_envelope([Accepted(notice, provenance)]))
+        if last is None:
+            close(store, stix_id, max(str(d["version"]) for d in live.values()))
+        else:
+            revoked = last.get("revoked") is True
+            reopen(store, stix_id, object_version(last) if revoked else None)
+    return delete_versions(store, stix_id, doomed)
 
 
 def now_text(clock: Clock) -> str:

@@ -61,10 +61,10 @@ class Call:
 
 _TAXII_POST = {"Content-Type": TAXII}
 _EMPTY_ENVELOPE = orjson.dumps({"objects": []})
-_NEW_AGENCY = {
-    "id": "mo-new",
-    "name": "New Macao agency",
-    "jurisdiction": "MO",
+_NEW_AGENCY = {  # of the role keys' own jurisdiction: admins administer only theirs
+    "id": "gd-new",
+    "name": "New Guangdong agency",
+    "jurisdiction": "GD",
     "identity_id": f"identity--{uuid.UUID(int=99)}",
 }
 
