@@ -32,7 +32,8 @@ Writer (``records.objects.store_objects``), per call, through ``Hold``:
    have taken the floor for a dead writer's: stamp those versions again under a
    new floor (they then reach a poller again, at least once, never zero times).
    A write that failed keeps its floor until the lease runs out (the store may
-   still apply a request the client gave up on).
+   still apply a request the client gave up on), unless it failed with
+   ``WriteContention`` (every request was answered).
 
 Reader (``SettledWatermark``, the TAXII GET paths), at most once per
 ``taxii.settle_interval_s`` per process, and again after this process released
@@ -87,7 +88,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.clock import Clock, format_timestamp, parse_timestamp
-from core.errors import StoreUnavailable
+from core.errors import StoreUnavailable, WriteContention
 from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
 from core.ports import Put, Store, Stored
 from core.settings import TaxiiSettings, WritesSettings
@@ -182,11 +183,16 @@ class DateAddedBook:
         """Register a floor (acknowledged before this yields), release it after the block.
 
         The block must return only once its writes are acknowledged. If it
-        raises, the floor stays registered until the lease runs out.
+        raises, the floor stays registered until the lease runs out (a request
+        the client gave up on may still be applied by the store), except after
+        ``WriteContention``: every write was answered (some as conflicts).
         """
         held = self._begin()
         try:
             yield held
+        except WriteContention:
+            self._end(held, failed=False)
+            raise
         except BaseException:
             self._end(held, failed=True)
             raise

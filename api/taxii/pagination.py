@@ -18,12 +18,12 @@ One refinement for ``added_after``, and why. OpenCTI's connector keeps one
 filter dict for the life of its process: its next run sends the ``next`` of
 the previous run *with* a new ``added_after`` (the previous run's start). A
 token's cursor is a position ``(date_added, key)``. When the position's
-``date_added`` is at or before the new ``added_after``, every object the new
-query selects lies after the position, so continuing the token's query and
-starting the new one select exactly the same objects: the request is answered
-(as the new query). When the position lies after the new ``added_after``, the
-two readings differ (continuing would skip objects the new ``added_after``
-asks for): 400, "drop next". A malformed or altered token is a 400 too.
+``date_added`` is before the new ``added_after``, every object the new query
+selects lies after the position, so continuing the token's query and starting
+the new one select exactly the same objects: the request is answered (as the
+new query). When it is not, the two readings differ (continuing would skip
+objects the new ``added_after`` asks for, or add some it excludes): 400,
+"drop next". A malformed or altered token is a 400 too.
 
 A query too long to ride in a token (thousands of ``match[id]`` values) gets
 a token holding only a hash of it; such a ``next`` must come with the original
@@ -184,7 +184,7 @@ def _continue(
         )
     if added_after is None or added_after == token.added_after:
         return token.match, token.added_after
-    if token.cursor[0] <= added_after:
+    if token.cursor[0] < added_after:
         # the position lies before everything the new added_after selects: same objects
         return token.match, added_after
     was = token.added_after or "none"

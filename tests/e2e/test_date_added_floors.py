@@ -186,3 +186,32 @@ def test_a_failed_write_keeps_its_floor_until_the_lease_runs_out(
     ids, _ = poll(client, h, None)
     assert len(ids) == 2  # the lease ran out: the watermark moves on
     assert parse_timestamp(entry["expires"]) < clock.now()
+
+
+def test_a_page_never_ends_inside_a_run_of_equal_date_added(
+    backends: Services, reader: tuple[TestClient, dict[str, str]], clock: FakeClock
+) -> None:
+    """Two writers (processes) may stamp the same date_added; a poller resuming from
+    X-TAXII-Date-Added-Last after a page that ended inside the tie would skip the rest."""
+    client, h = reader
+    one, two = Writer(backends.store), Writer(backends.store)
+    objs = accepted(0, 4)
+    store_objects(one, objs[:2], clock)  # type: ignore[arg-type]
+    store_objects(two, objs[2:], clock)  # type: ignore[arg-type]  # same frozen clock: ties
+    manifest = client.get(SHARED.replace("objects/", "manifest/"), headers=h).json()["objects"]
+    dates = [m["date_added"] for m in manifest]
+    assert len(set(dates)) == 2 and len(dates) == 4  # two ties of two
+    got: list[str] = []
+    cursor: str | None = None
+    for _ in range(10):
+        params = {"limit": "3"} | ({"added_after": cursor} if cursor else {})
+        resp = client.get(SHARED, params=params, headers=h)
+        got += [o["id"] for o in resp.json()["objects"]]
+        if not resp.json()["objects"]:
+            break
+        cursor = resp.headers["x-taxii-date-added-last"]
+    assert sorted(got) == sorted(a.obj["id"] for a in objs)
+    first = client.get(SHARED, params={"limit": "3"}, headers=h).json()
+    assert len(first["objects"]) == 2 and first["more"] is True  # stopped before the tie
+    whole_tie = client.get(SHARED, params={"limit": "1"}, headers=h).json()
+    assert len(whole_tie["objects"]) == 1  # a tie longer than the page is cut: next goes on

@@ -142,7 +142,7 @@ def test_tokens_this_server_did_not_issue_are_taxii_400(
 def test_opencti_connector_run_two_stale_next_with_a_later_added_after_is_the_new_query(
     client: TestClient, keys: Any, stix: Any, pushed: list[str], drain: Callable[[], int]
 ) -> None:
-    """A stale ``next`` whose position lies at or before the new ``added_after`` constrains
+    """A stale ``next`` whose position lies before the new ``added_after`` constrains
     nothing: the continuation and the new query select the same objects, so it is answered."""
     h = keys["gd2"].basic
     run1 = client.get(
