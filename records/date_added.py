@@ -153,7 +153,8 @@ class _Entry:
 class DateAddedBook:
     """The floors of this process's writers and its settled watermark, over one store."""
 
-    store: Store
+    store_ref: weakref.ref[Store]
+    """The store, weakly: ``book_of`` keeps books by store and must not keep stores alive."""
     clock: Clock
     taxii: TaxiiSettings = field(default_factory=TaxiiSettings)
     writes: WritesSettings = field(default_factory=WritesSettings)
@@ -167,6 +168,13 @@ class DateAddedBook:
     _released: int = 0  # bumped by every release: the watermark must be settled again
     _settle_lock: threading.Lock = field(default_factory=threading.Lock)
     _settled: tuple[str, float, int] | None = None  # (watermark, monotonic, releases)
+
+    @property
+    def store(self) -> Store:
+        store = self.store_ref()
+        if store is None:
+            raise StoreUnavailable("the store of this date_added book was closed")
+        return store
 
     @property
     def lease(self) -> timedelta:
@@ -360,7 +368,7 @@ def book_of(
         found = _BOOKS.get(store)
         if found is None:
             found = _BOOKS[store] = DateAddedBook(
-                store, clock, taxii or TaxiiSettings(), writes or WritesSettings()
+                weakref.ref(store), clock, taxii or TaxiiSettings(), writes or WritesSettings()
             )
         if taxii is not None:
             found.taxii = taxii
