@@ -252,6 +252,7 @@ def visibility(port: int, auth: str, data_dir: str, store_url: str, salt: str) -
 
 
 def bench_watermark(n: int, es_url: str | None) -> None:
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
     stores = [("embedded", "")] + ([("elasticsearch", es_url)] if es_url else [])
     for label, store_url in stores:
         tmp = tempfile.mkdtemp(prefix="tb-wm-")
@@ -261,6 +262,8 @@ def bench_watermark(n: int, es_url: str | None) -> None:
         try:
             creds = register(tmp, store_url=store_url)
             load(tmp, store_url, n)
+            cost = settle_cost(tmp, store_url)
+            print(f"{label:13s} one settle (floors read + write + objects refresh): {cost}")
             auth = basic(*creds["gd-cncert"])
             for mode, settle, none in (
                 ("none", 0.5, True),
@@ -293,6 +296,37 @@ def bench_watermark(n: int, es_url: str | None) -> None:
             else:
                 os.environ["THREATBAY_NAMESPACE"] = old_ns
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def settle_cost(data_dir: str, store_url: str, repeats: int = 200) -> str:
+    """Wall and CPU time of one settle of the watermark, in this process."""
+    from records.date_added import book_of
+
+    services = _services(data_dir, store_url)
+    services.settings.taxii.settle_interval_s = 0.0
+    book = book_of(services.store, services.clock, services.settings.taxii)
+    book.settled()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        book.settled()
+        walls.append((time.perf_counter() - w0) * 1000)
+        cpus.append((time.process_time() - c0) * 1000)
+    holds = []
+    for _ in range(repeats):
+        w0 = time.perf_counter()
+        with book.hold() as held:
+            held.stamp()
+        holds.append((time.perf_counter() - w0) * 1000)
+    services.close()
+    walls.sort()
+    holds.sort()
+    return (
+        f"p50 {statistics.median(walls):.2f} ms p99 {walls[int(0.99 * (len(walls) - 1))]:.2f} ms "
+        f"wall, {statistics.median(cpus):.2f} ms CPU (client side); a writer's floor per batch "
+        f"(register + release) p50 {statistics.median(holds):.2f} ms "
+        f"p99 {holds[int(0.99 * (len(holds) - 1))]:.2f} ms"
+    )
 
 
 def load(data_dir: str, store_url: str, n: int) -> None:
