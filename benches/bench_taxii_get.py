@@ -10,8 +10,8 @@ a throw-away namespace) and each mode it starts an API process and measures (a) 
 latency of the first page, (b) how long after a writer's ``store_objects`` returned a poller
 (``added_after`` = the last X-TAXII-Date-Added-Last, back to back) first sees each object,
 while a writer in this process stores 10 objects every 100 ms for ~8 s. Modes: ``none`` (the
-route with the watermark taken out: what GET did before issue 18), ``settle=0.5`` (the
-default: one settle per 0.5 s per process), ``settle=0`` (a settle on every request: the
+route with the watermark taken out: what GET did before issue 18), ``settle=1`` (the
+default: one settle per second per process), ``settle=0`` (a settle on every request: the
 worst case). The writer is another process than the API, as a correlator is.
 
 ThreatBay: one uvicorn worker, embedded store, objects written with
@@ -266,8 +266,8 @@ def bench_watermark(n: int, es_url: str | None) -> None:
             print(f"{label:13s} one settle (floors read + write + objects refresh): {cost}")
             auth = basic(*creds["gd-cncert"])
             for mode, settle, none in (
-                ("none", 0.5, True),
-                ("settle=0.5", 0.5, False),
+                ("none", 1.0, True),
+                ("settle=1", 1.0, False),
                 ("settle=0", 0.0, False),
             ):
                 server = WatermarkServer(tmp, store_url, settle, none)

@@ -37,7 +37,7 @@ class TaxiiSettings(BaseModel):
     default_page_size: int = 100
     max_page_size: int = 1000
     status_retention_hours: int = 48
-    settle_interval_s: float = 0.5
+    settle_interval_s: float = 1.0
     """Longest reuse of the date_added watermark by one API process (records/date_added.py):
     each new one costs a floors read and write and a refresh of the objects index."""
     date_added_lease_s: float = 30.0

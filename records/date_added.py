@@ -35,9 +35,11 @@ Writer (``records.objects.store_objects``), per call, through ``Hold``:
    still apply a request the client gave up on), unless it failed with
    ``WriteContention`` (every request was answered).
 
-Reader (``SettledWatermark``, the TAXII GET paths), at most once per
-``taxii.settle_interval_s`` per process, and again after this process released
-a write (read-your-writes):
+Reader (``DateAddedBook.settled``, the TAXII GET paths), at most once per
+``taxii.settle_interval_s`` per process (in the background once the current
+watermark is half that old, so a steadily polled process serves requests
+without waiting for a refresh), and again after this process released a write
+(read-your-writes):
 
 1. read the document; ``W = max(horizon, min(live floors - 1 us, max(now,
    high)))``, where a floor is live while ``now < expires``;
@@ -301,13 +303,13 @@ class DateAddedBook:
     def settled(self) -> str:
         """The settled watermark (module docstring, reader): serve ``date_added <= it``."""
         cached = self._settled
-        fresh = (
-            cached is not None
-            and cached[2] == self._released
-            and time.monotonic() - cached[1] < self.taxii.settle_interval_s
-        )
-        if fresh and cached is not None:
-            return cached[0]
+        interval = self.taxii.settle_interval_s
+        if cached is not None and cached[2] == self._released:
+            age = time.monotonic() - cached[1]
+            if age < interval:
+                if age >= interval / 2:
+                    self._settle_ahead(cached)  # so that no steady reader waits for a refresh
+                return cached[0]
         if not self._settle_lock.acquire(blocking=cached is None):
             assert cached is not None
             return cached[0]  # another thread is settling: the previous one is still safe
@@ -315,6 +317,21 @@ class DateAddedBook:
             return self._settle(cached)
         finally:
             self._settle_lock.release()
+
+    def _settle_ahead(self, cached: tuple[str, float, int]) -> None:
+        """Settle again in the background while the current watermark is still served."""
+        if not self._settle_lock.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                self._settle(cached)
+            except Exception:  # the next reader settles inline; the watermark stays safe
+                log.exception("background settle of the date_added watermark failed")
+            finally:
+                self._settle_lock.release()
+
+        threading.Thread(target=run, name="date-added-settle", daemon=True).start()
 
     def _settle(self, cached: tuple[str, float, int] | None) -> str:
         releases, started = self._released, time.monotonic()

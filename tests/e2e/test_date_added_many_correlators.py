@@ -77,6 +77,7 @@ class Poller(threading.Thread):
         self.cursor: str | None = None
         self.requests = 0
         self.errors: Counter[str] = Counter()
+        self.latencies: list[float] = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
 
@@ -87,7 +88,9 @@ class Poller(threading.Thread):
                 if self.cursor is not None:
                     params["added_after"] = self.cursor
                 try:
+                    t0 = time.perf_counter()
                     resp = client.get(self.url, params=params, headers=self.headers)
+                    self.latencies.append(time.perf_counter() - t0)
                 except httpx.HTTPError as exc:
                     self.errors[type(exc).__name__] += 1
                     time.sleep(0.5)
@@ -164,6 +167,12 @@ def test_poller_resuming_from_date_added_last_gets_every_object_once(
 
         missing = accepted - poller.seen()
         twice = {sid: n for sid, n in poller.received.items() if n > 1}
+        lat = sorted(poller.latencies)
+        print(
+            f"[date_added] poll latency p50 {lat[len(lat) // 2] * 1000:.0f} ms "
+            f"p95 {lat[int(0.95 * (len(lat) - 1))] * 1000:.0f} ms max {lat[-1] * 1000:.0f} ms "
+            f"mean {sum(lat) / len(lat) * 1000:.0f} ms"
+        )
         print(
             f"[date_added] accepted={len(accepted)} received={len(poller.received)} "
             f"missing={len(missing)} twice={len(twice)} polls={poller.requests} "
