@@ -1,4 +1,4 @@
-"""Authentication: HTTP Basic (TAXII 2.1 section 1.6.9) and bearer API keys.
+"""Authentication: HTTP Basic (TAXII 2.1 section 1.6.9) and API keys (Bearer, Token, a header).
 
 ``authenticate`` is the dependency behind ``api.deps.CurrentPrincipal``. The
 credential and its agency read from the store are kept in a
@@ -256,13 +256,23 @@ def unauthorized(description: str) -> HttpError:
     return HttpError(401, "Unauthorized", description, {"WWW-Authenticate": CHALLENGE})
 
 
-def credentials_of(header: str | None) -> tuple[str, str] | None:
-    """(key_id, secret) from an Authorization header; None when absent or malformed."""
+def credentials_of(header: str | None, api_key: str | None = None) -> tuple[str, str] | None:
+    """(key_id, secret) from an Authorization header, else from the API-key header's value.
+
+    Schemes (case-insensitive): ``Basic base64(key id:secret)`` (TAXII 2.1
+    section 1.6.9), ``Bearer tb_<key id>.<secret>`` and ``Token tb_<key
+    id>.<secret>`` (what taxii2-client's ``TokenAuth``, OpenCTI's connector
+    ``use_token`` and Elastic ti_custom's ``key_type: Token`` send). ``api_key``
+    is the value of the header named by ``api.key_header`` (OpenCTI's connector
+    ``use_apikey`` sends a header its operator names), a bare ``tb_<key
+    id>.<secret>``; it is read only when there is no Authorization header, so a
+    wrong Authorization is never rescued by it. None when absent or malformed.
+    """
     if not header:
-        return None
+        return parse_bearer(api_key.strip()) if api_key else None
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
-    if scheme.lower() == "bearer":
+    if scheme.lower() in ("bearer", "token"):
         return parse_bearer(value)
     if scheme.lower() == "basic":
         try:
@@ -289,15 +299,19 @@ async def authenticate(request: Request) -> Principal:
             raise too_many() from None
         limiter.failed(client)
         raise
-    creds = credentials_of(request.headers.get("authorization"))
+    services: Services = request.app.state.services
+    key_header = services.settings.api.key_header
+    api_key = request.headers.get(key_header) if key_header else None
+    creds = credentials_of(request.headers.get("authorization"), api_key)
     if creds is None:
         if cert_agency is not None:
             return Principal(agency=cert_agency, roles=frozenset(cert_agency.roles), key_id="")
         if limiter.blocked(client):
             raise too_many()
         limiter.failed(client)
-        raise unauthorized("HTTP Basic (key id, secret) or Bearer tb_<key id>.<secret> required")
-    services: Services = request.app.state.services
+        raise unauthorized(
+            "HTTP Basic (key id, secret), or Bearer / Token tb_<key id>.<secret> required"
+        )
     key_id, secret = creds
     if limiter.key_blocked(client, key_id):
         raise too_many()

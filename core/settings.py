@@ -37,6 +37,14 @@ class TaxiiSettings(BaseModel):
     default_page_size: int = 100
     max_page_size: int = 1000
     status_retention_hours: int = 48
+    settle_interval_s: float = 1.0
+    """Longest reuse of the date_added watermark by one API process (records/date_added.py):
+    each new one costs a floors read and write and a refresh of the objects index."""
+    date_added_lease_s: float = 30.0
+    """How long a writer's date_added floor holds the watermark back if the writer dies."""
+    clock_skew_s: float = 5.0
+    """Largest clock difference between processes; a writer re-stamps its objects when its
+    write outlived its floor's lease minus this."""
 
 
 class LimitsSettings(BaseModel):
@@ -141,6 +149,9 @@ class ApiSettings(BaseModel):
     stream_heartbeat_s: float = 15.0
     agency_profile_ttl_s: float = 30.0
     """How long a correlator reuses an agency's reliability and default confidence."""
+    key_header: str = "X-API-Key"
+    """Header that may carry an API key ``tb_<key id>.<secret>`` when there is no
+    Authorization header (OpenCTI's taxii2 connector ``use_apikey``); empty: off."""
 
 
 class SigningSettings(BaseModel):

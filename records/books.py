@@ -17,6 +17,7 @@ from records.alerts import AlertBook
 from records.audit import AuditLog
 from records.cases import CaseBook
 from records.changes import ChangeAnnouncer
+from records.date_added import book_of
 from records.deliveries import Deliveries
 from records.feed_cursors import FeedCursors
 from records.outbox import Outbox
@@ -51,6 +52,7 @@ def records_of(services: Services) -> Records:
         found = _BUILT.get(services)
         if found is None:
             s = services.settings
+            book_of(services.store, services.clock, s.taxii, s.writes)  # date_added floors
             outbox = Outbox(services.store, services.clock, s.outbox)
             found = _BUILT[services] = Records(
                 agencies=AgencyRegistry(services.store, services.clock),

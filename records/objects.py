@@ -3,22 +3,23 @@
 One document per object version, key ``<id>|<version>`` (version = ``modified``,
 else ``created``, normalised to microseconds; '' for objects with neither,
 e.g. SCOs, which then have one version). ``date_added`` is assigned when a
-version is first stored (TAXII 2.1 section 3.2 "date_added"), strictly
-increasing within a process; re-storing a version changes nothing, so a bus
-replay leaves the index as it was. ``is_first`` / ``is_latest`` and
+version is first stored (TAXII 2.1 section 3.2 "date_added"), under a floor
+registered first and released once the write is acknowledged
+(records/date_added.py), so a poller resuming from X-TAXII-Date-Added-Last
+never skips a version, however many writers and whatever the refresh
+interval; re-storing a version changes nothing, so a bus replay leaves the
+index as it was. ``is_first`` / ``is_latest`` and
 ``version_tags`` are recomputed over the live (not deleted) versions of an id
 and written under optimistic concurrency, retried on conflict.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
-from core.clock import Clock, format_timestamp
+from core.clock import Clock
 from core.crossborder import default_whitelist
 from core.envelope import Accepted
 from core.errors import WriteContention
@@ -30,23 +31,12 @@ from core.ports import Put, Store, Stored
 from core.provenance import Provenance
 from core.settings import WritesSettings
 from core.stix import object_version
+from records.date_added import Hold, book_of
 from records.rmw import read_modify_write
 
 _REF_FIELDS = ("sighting_of_ref", "source_ref", "target_ref", "relationship_type")
-
-_lock = threading.Lock()
-_last_added: datetime | None = None
-
-
-def next_date_added(clock: Clock) -> str:
-    """A ``date_added`` strictly later than every one this process handed out before."""
-    global _last_added
-    with _lock:
-        now = clock.now()
-        if _last_added is not None and now <= _last_added:
-            now = _last_added + timedelta(microseconds=1)
-        _last_added = now
-        return format_timestamp(now)
+#: Rounds of stamping again after writes outlived their floor's lease (records/date_added.py).
+MAX_RESTAMPS = 5
 
 
 def version_of(obj: dict[str, Any]) -> str:
@@ -221,25 +211,48 @@ def store_objects(
     """Write accepted objects into the objects index; idempotent; returns documents written.
 
     ``audience`` tags come from ``sharing`` (default: the default whitelist).
+    New versions are stamped under a ``date_added`` floor held until the store
+    acknowledged them; if that took longer than the floor's lease, they are
+    stamped again under a new one (records/date_added.py, writer 1-4).
     """
     sharing = sharing or default_sharing()
     groups: dict[str, list[Accepted]] = {}
     for item in accepted:
         groups.setdefault(item.obj["id"], []).append(item)
-    stamped: dict[str, str] = {}
+    book = book_of(store, clock)
 
-    def change(stix_id: str, docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        merged = dict(docs)
-        for item in groups[stix_id]:
-            key = object_key(stix_id, version_of(item.obj))
-            if key in merged:
-                continue  # this version is stored already: keep its date_added
-            if key not in stamped:
-                stamped[key] = next_date_added(clock)
-            merged[key] = new_document(item, stamped[key], sharing)
-        return reflag(merged)
+    def stamping(hold: Hold, previous: dict[str, str], fresh: dict[str, str]) -> Change:
+        """Stamp new versions, and those still carrying a stamp of ``previous`` (an overrun)."""
 
-    return _apply(store, list(groups), change, writes)
+        def change(stix_id: str, docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            merged = dict(docs)
+            for item in groups[stix_id]:
+                key = object_key(stix_id, version_of(item.obj))
+                current = merged.get(key)
+                if current is not None and current["date_added"] != previous.get(key):
+                    continue  # this version is stored already: keep its date_added
+                if key not in fresh:
+                    fresh[key] = hold.stamp()
+                if current is None:
+                    merged[key] = new_document(item, fresh[key], sharing)
+                else:
+                    merged[key] = current | {"date_added": fresh[key]}
+            return reflag(merged)
+
+        return change
+
+    written = 0
+    previous: dict[str, str] = {}
+    for _round in range(MAX_RESTAMPS):
+        fresh: dict[str, str] = {}
+        with book.hold() as hold:
+            written += _apply(store, list(groups), stamping(hold, previous, fresh), writes)
+            if not hold.overran():
+                return written
+        previous = fresh
+    raise WriteContention(
+        f"objects index: writes outlived the date_added lease {MAX_RESTAMPS} times in a row"
+    )
 
 
 #: The bus message a TAXII DELETE of every version of an indicator sends to the correlator,

@@ -29,6 +29,7 @@ from core.services import Services
 from ingest.budget import grammar_chars
 from ingest.push import admission_for, push_objects
 from records.books import records_of
+from records.date_added import book_of
 
 log = logging.getLogger("threatbay.taxii")
 
@@ -77,6 +78,12 @@ def _filters(request: Request, allowed: tuple[str, ...], scope: str) -> Filters:
         taxii.default_page_size,
         taxii.max_page_size,
     )
+
+
+def _settled(request: Request) -> str:
+    """The date_added watermark pages are served under (records/date_added.py)."""
+    s = _services(request)
+    return book_of(s.store, s.clock, s.settings.taxii, s.settings.writes).settled()
 
 
 def _reader(
@@ -173,7 +180,7 @@ def taxii_router() -> APIRouter:
         coll = _collection(request, api_root, collection_id, p)
         if coll.is_inbox and coll.owner != p.agency.id:
             raise TaxiiError(403, "Forbidden", f"{coll.name} is the inbox of another agency")
-        return taxii_response(coll.resource(p))
+        return taxii_response(coll.resource(p, asked_as=collection_id))
 
     @router.get("/{api_root}/collections/{collection_id}/manifest/")
     def get_manifest(
@@ -185,7 +192,9 @@ def taxii_router() -> APIRouter:
         scope = f"manifest|{coll.name}"
         filters = _filters(request, MATCH_OBJECTS, scope)
         tags, view = _reader(request, coll, p)
-        sel = service.select(_services(request).store, coll, filters, scope, tags, view)
+        sel = service.select(
+            _services(request).store, coll, filters, scope, tags, view, settled=_settled(request)
+        )
         return taxii_response(service.manifest(sel), headers=sel.headers())
 
     @router.get("/{api_root}/collections/{collection_id}/objects/")
@@ -199,7 +208,9 @@ def taxii_router() -> APIRouter:
         filters = _filters(request, MATCH_OBJECTS, scope)
         rules: dict[str, str] = {}
         tags, view = _reader(request, coll, p, rules)
-        sel = service.select(_services(request).store, coll, filters, scope, tags, view)
+        sel = service.select(
+            _services(request).store, coll, filters, scope, tags, view, settled=_settled(request)
+        )
         _audit_releases(request, p, sel, rules)
         return taxii_response(service.envelope(sel), headers=sel.headers())
 
@@ -263,7 +274,14 @@ def taxii_router() -> APIRouter:
         rules: dict[str, str] = {}
         tags, view = _reader(request, coll, p, rules)
         sel = service.select(
-            _services(request).store, coll, filters, scope, tags, view, stix_id=object_id
+            _services(request).store,
+            coll,
+            filters,
+            scope,
+            tags,
+            view,
+            stix_id=object_id,
+            settled=_settled(request),
         )
         if not sel.items and filters.after is None:
             raise not_found(f"no object {object_id!r} in {coll.name} matching these filters")
@@ -301,6 +319,7 @@ def taxii_router() -> APIRouter:
             view,
             stix_id=object_id,
             default_version="all",
+            settled=_settled(request),
         )
         if not sel.items and filters.after is None:
             raise not_found(f"no object {object_id!r} in {coll.name}")
