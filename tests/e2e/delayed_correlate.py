@@ -47,8 +47,9 @@ def main() -> None:
     rng = random.Random(os.getpid())
     real = bootstrap.store_from_url
 
-    def delayed(url: str, settings: Settings) -> Store:
-        store: Store = DelayedObjectWrites(real(url, settings), max_delay, rng)  # type: ignore[assignment]
+    def delayed(url: str, settings: Settings, stage: str = "ingest") -> Store:
+        inner = real(url, settings, stage)
+        store: Store = DelayedObjectWrites(inner, max_delay, rng)  # type: ignore[assignment]
         return store
 
     bootstrap.store_from_url = delayed  # type: ignore[assignment]
