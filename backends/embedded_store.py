@@ -6,6 +6,12 @@ scalar fields get an expression index on first use so a page over 100k
 documents stays fast. Term filters on fields that have ever held an array
 (tracked in ``store_array_fields``) match any element, like Elasticsearch.
 Missing values sort first ascending and last descending; the key breaks ties.
+
+A document is refused (``PutResult.refused``, the Store contract) when a
+declared field holds a value Elasticsearch could not index into its type
+(``unfit_value``: an object in a keyword field, text in a number, ...) or
+its JSON exceeds ``MAX_DOCUMENT_BYTES``, so both adapters accept and refuse
+the same documents.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import orjson
 
 from backends._sqlite import ConnectionPerThread, write_transaction
 from core.errors import StoreUnavailable
-from core.indices import schema
+from core.indices import FieldType, schema
 from core.ports import (
+    MAX_DOCUMENT_BYTES,
     Filter,
     Hit,
     Missing,
@@ -74,6 +81,44 @@ def _icontains(haystack: object, needle: object) -> int:
     if haystack is None or not isinstance(needle, str):
         return 0
     return int(needle.casefold() in str(haystack).casefold())
+
+
+def _number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _fits(ftype: FieldType, value: Any) -> bool:
+    """Whether Elasticsearch indexes ``value`` into a field of ``ftype`` (its coercion rules)."""
+    if value is None:
+        return True
+    if isinstance(value, list):
+        return all(_fits(ftype, v) for v in value)
+    if ftype in ("keyword", "text"):
+        return isinstance(value, str | int | float | bool)
+    if ftype in ("long", "double"):
+        return _number(value)
+    if ftype == "boolean":
+        return isinstance(value, bool) or value in ("true", "false", "")
+    return True  # pragma: no cover - exhaustive over FieldType
+
+
+def unfit_value(index: str, doc: dict[str, Any]) -> str | None:
+    """Why a declared field of ``doc`` cannot hold its value, or None (see module docstring)."""
+    for name, ftype in schema(index).items():
+        if name in doc and not _fits(ftype, doc[name]):
+            shown = orjson.dumps(doc[name])[:80].decode("utf-8", "replace")
+            return f"field [{name}] of type [{ftype}] cannot hold {shown}"
+    return None
 
 
 def _register_functions(conn: sqlite3.Connection) -> None:
@@ -197,8 +242,10 @@ class EmbeddedStore:
             conn = self._conn()
             with write_transaction(conn):
                 for put in puts:
-                    results.append(self._put_one(conn, index, put))
-                    arrays.update(k for k, v in put.doc.items() if isinstance(v, list))
+                    result = self._put_one(conn, index, put)
+                    results.append(result)
+                    if result.ok:
+                        arrays.update(k for k, v in put.doc.items() if isinstance(v, list))
                 self._writes_since_analyze += len(puts)
                 if arrays:
                     conn.executemany(
@@ -211,7 +258,15 @@ class EmbeddedStore:
 
     @staticmethod
     def _put_one(conn: sqlite3.Connection, index: str, put: Put) -> PutResult:
-        doc = orjson.dumps(put.doc).decode()
+        problem = unfit_value(index, put.doc)
+        if problem is not None:
+            return PutResult(key=put.key, ok=False, refused=problem)
+        raw = orjson.dumps(put.doc)
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            return PutResult(key=put.key, ok=False, refused=(
+                f"document of {len(raw):,} bytes is over the store's limit "
+                f"({MAX_DOCUMENT_BYTES:,} bytes)"))  # fmt: skip
+        doc = raw.decode()
         if put.blind:
             row = conn.execute(
                 "INSERT INTO store_docs (idx, key, seq, doc) VALUES (?, ?, 1, ?) "

@@ -10,8 +10,13 @@ the rest, the same way for the correlator, the alert engine and the notifier:
 - **poison**: the dead letters go to ``intel.dlq`` with their reason, then the
   batch is committed. A ``Poison`` raised by ``handle`` for a whole batch is
   narrowed down: the batch is handled again message by message (every stage
-  is idempotent), the messages that still raise go to ``intel.dlq`` with the
-  reason, the others are processed;
+  is idempotent), and a message that still raises is handled unit by unit
+  (``units``: the objects of a raw message, the changes of a change message);
+  the units that still raise go to ``intel.dlq`` with the reason, the others
+  are processed. ``Refused`` (the store refused a document for good: a value
+  its mapping cannot hold, a document over its size limit) is such a
+  ``Poison``, raised by the records writes once every other document of the
+  write landed, so one bad document never stalls a partition;
 - **outage**: ``StoreUnavailable`` / ``BusUnavailable`` (``Unavailable``) rewind
   to the last commit, back off (doubling, up to ``max_backoff_s``) and retry;
   nothing uncommitted is lost and nothing is committed that was not written;
@@ -137,6 +142,19 @@ class ConsumerStage:
     def housekeeping(self) -> None:
         """Periodic work done between polls (none by default)."""
 
+    def units(self, message: Incoming) -> Sequence[Incoming]:
+        """The independent parts of ``message``, each as a message of its own (poison narrowing).
+
+        By default the message itself; a stage whose messages carry several
+        objects or changes splits them, so only the one that is poison is
+        dead-lettered.
+        """
+        return [message]
+
+    def dead_letter(self, unit: Incoming, reason: str) -> DeadLetter:
+        """The dead letter of one message or unit found to be poison."""
+        return DeadLetter.of(unit, reason)
+
     # --------------------------------------------------------------- driving
 
     def run(self, stop: threading.Event, *, from_beginning: bool = False) -> None:
@@ -173,11 +191,10 @@ class ConsumerStage:
         except Unavailable:
             raise
         except Exception as exc:
-            self._health().failed(f"{type(exc).__name__}: {exc}")
-            log.error(
-                "%s: bug while processing %s: %s: %s (not committed; the stage stops)",
-                self.name, positions(messages), type(exc).__name__, exc,
-            )  # fmt: skip
+            # Logged once by the supervisor (threatbay/bootstrap.py ``Loops``), with this note.
+            where = f"{self.name}: bug while processing {positions(messages)} (not committed)"
+            exc.add_note(where)
+            self._health().failed(f"{type(exc).__name__}: {exc} [{where}]")
             raise
         dead = handled.dead
         if dead:
@@ -193,18 +210,32 @@ class ConsumerStage:
         return handled.count
 
     def process_batch(self, messages: Sequence[Incoming]) -> Handled:
-        """``handle`` the batch; on ``Poison`` narrow it down to the messages that cause it."""
+        """``handle`` the batch; on ``Poison`` narrow it down to the units that cause it."""
         try:
             return self.handle(messages)
         except Poison as poison:
             if len(messages) == 1:
-                return Handled([DeadLetter.of(messages[0], poison.reason)])
+                return self._narrow_units(messages[0], poison)
+        log.warning("%s: poison in %s; narrowing it down", self.name, positions(messages))
         handled = Handled()
         for message in messages:
             try:
                 handled.add(self.handle([message]))
             except Poison as poison:
-                handled.dead.append(DeadLetter.of(message, poison.reason))
+                handled.add(self._narrow_units(message, poison))
+        return handled
+
+    def _narrow_units(self, message: Incoming, poison: Poison) -> Handled:
+        """``message`` raised ``poison``: handle its units one by one, dead-letter the bad ones."""
+        units = self.units(message)
+        if len(units) <= 1:
+            return Handled([self.dead_letter(message, poison.reason)])
+        handled = Handled()
+        for unit in units:
+            try:
+                handled.add(self.handle([unit]))
+            except Poison as bad:
+                handled.dead.append(self.dead_letter(unit, bad.reason))
         return handled
 
     def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:

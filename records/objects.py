@@ -20,7 +20,7 @@ from typing import Any
 from core.clock import Clock, format_timestamp
 from core.crossborder import default_whitelist
 from core.envelope import Accepted
-from core.errors import WriteContention
+from core.errors import Refused, WriteContention
 from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
 from core.policy import SharingPolicy, audience
 from core.ports import Put, Store, Stored
@@ -192,9 +192,12 @@ def _apply(
     )
     puts = [p for stix_id in heads for p in version_puts[stix_id]]
     results = store.put_many(INDEX_OBJECTS, puts) if puts else []
-    refused = [r.key for r in results if not r.ok]
+    refused = {r.key: f"{INDEX_OBJECTS}: {r.refused}" for r in results if r.refused}
     if refused:
-        raise WriteContention(f"objects index: versions written concurrently: {refused[:5]}")
+        raise Refused(refused)
+    conflicting = [r.key for r in results if not r.ok]
+    if conflicting:
+        raise WriteContention(f"objects index: versions written concurrently: {conflicting[:5]}")
     return len(results)
 
 
