@@ -84,6 +84,7 @@ def read_modify_write(
             if put is not None:
                 puts.append((key, put))
         if not puts:
+            pending = []
             break
         if before_write is not None:
             before_write([p for _, p in puts])
