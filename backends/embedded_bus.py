@@ -22,7 +22,7 @@ import orjson
 
 from backends._sqlite import ConnectionPerThread, open_connection, write_transaction
 from core.errors import BusUnavailable
-from core.ports import Incoming, Outgoing
+from core.ports import GroupLag, Incoming, Outgoing
 
 PARTITION = 0
 _POLL_STEP_S = 0.025
@@ -173,6 +173,24 @@ class EmbeddedBus:
             return EmbeddedConsumer(self._path, topic, group, from_beginning=from_beginning)
         except sqlite3.Error as exc:
             raise BusUnavailable(f"embedded bus unavailable: {exc}") from exc
+
+    def lag(self, topic: str, group: str) -> GroupLag:
+        """The group's committed position and the log's end (one partition; none if empty)."""
+        try:
+            conn = self._conns.get()
+            (end,) = conn.execute(
+                "SELECT MAX(offset) FROM bus_log WHERE topic=? AND partition=?", (topic, PARTITION)
+            ).fetchone()
+            row = conn.execute(
+                "SELECT committed FROM bus_group_offsets WHERE grp=? AND topic=? AND partition=?",
+                (group, topic, PARTITION),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise BusUnavailable(f"embedded bus unavailable: {exc}") from exc
+        if end is None and row is None:
+            return GroupLag(topic, group, {})
+        committed = int(row[0]) if row else 0
+        return GroupLag(topic, group, {PARTITION: (committed, 0 if end is None else int(end) + 1)})
 
     def close(self) -> None:
         """Close this process's connections to the log."""
