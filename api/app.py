@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import admin, alerts, audit, errors, indicators, stream, ui, webhooks
+from api import admin, alerts, audit, errors, health, indicators, stream, ui, webhooks
 from api.alerts import AlertPages
 from api.auth import FailureLimiter, PrincipalCache
 from api.errors import TAXII_21, TAXII_PREFIX
@@ -75,10 +75,7 @@ def create_app(
     app.state.auth_cache = PrincipalCache(ttl_s=api.auth_cache_ttl_s)
     app.state.alert_pages = AlertPages(api.alert_page_ttl_s or 0.0)
     errors.install(app)
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    health.install(app)  # /healthz, /readyz, /metrics and the ingest counter
 
     app.include_router(taxii_router())
     app.include_router(admin.admin_router())

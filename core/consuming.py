@@ -31,15 +31,17 @@ acknowledged every write of the batch.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from core import names
-from core.errors import Poison, Unavailable
+from core.errors import BusUnavailable, Poison, Unavailable
 from core.ports import Bus, Consumer, Incoming, Outgoing
 from core.settings import ConsumerSettings
 
@@ -96,19 +98,31 @@ def positions(messages: Sequence[Incoming]) -> str:
     return ", ".join(f"{t}[{p}]@{min(o)}-{max(o)}" for (t, p), o in sorted(spans.items()))
 
 
+#: Upper bounds (seconds) of the batch-latency histogram buckets (``/metrics``).
+BATCH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
 @dataclass
 class StageHealth:
     """What the operator sees of one running stage (``threatbay status``, ``/metrics``)."""
 
     name: str
+    topic: str | None = None
+    group: str | None = None
     batches: int = 0
     messages: int = 0
     dead_letters: int = 0
     last_dead_reasons: list[str] = field(default_factory=list)
     outages: int = 0
+    store_errors: int = 0
+    bus_errors: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     last_batch_s: float = 0.0
+    last_batch_at: float | None = None
+    batch_seconds_sum: float = 0.0
+    #: batches per bucket of ``BATCH_BUCKETS`` (not cumulative), the last one for +Inf
+    batch_buckets: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS) + 1))
 
     def dead(self, letters: Sequence[DeadLetter]) -> None:
         self.dead_letters += len(letters)
@@ -116,6 +130,26 @@ class StageHealth:
 
     def failed(self, error: str) -> None:
         self.last_error, self.last_error_at = error[:500], time.time()
+
+    def unavailable(self, exc: Unavailable) -> None:
+        self.outages += 1
+        if isinstance(exc, BusUnavailable):
+            self.bus_errors += 1
+        else:
+            self.store_errors += 1
+        self.failed(f"{type(exc).__name__}: {exc}")
+
+    def batch(self, messages: int, seconds: float) -> None:
+        self.batches += 1
+        self.messages += messages
+        self.last_batch_s = seconds
+        self.last_batch_at = time.time()
+        self.batch_seconds_sum += seconds
+        self.batch_buckets[bisect.bisect_left(BATCH_BUCKETS, seconds)] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (heartbeats, ``threatbay status``)."""
+        return dataclasses.asdict(self)
 
 
 class ConsumerStage:
@@ -167,8 +201,7 @@ class ConsumerStage:
                     self.step(consumer, timeout_s=self.poll_timeout_s)
                     backoff = 0.5
                 except Unavailable as exc:
-                    self._health().outages += 1
-                    self._health().failed(f"{type(exc).__name__}: {exc}")
+                    self._health().unavailable(exc)
                     log.warning("%s: %s; rewinding, retry in %.1fs", self.name, exc, backoff)
                     consumer.rewind()
                     stop.wait(backoff)
@@ -203,10 +236,7 @@ class ConsumerStage:
             for d in dead[:3]:
                 log.warning("%s: dead-lettered %s: %s", self.name, d.key, d.reason[:300])
         consumer.commit()
-        health = self._health()
-        health.batches += 1
-        health.messages += len(messages)
-        health.last_batch_s = time.monotonic() - started
+        self._health().batch(len(messages), time.monotonic() - started)
         return handled.count
 
     def process_batch(self, messages: Sequence[Incoming]) -> Handled:
@@ -244,8 +274,12 @@ class ConsumerStage:
 
     def _health(self) -> StageHealth:
         if self.health is None:
-            self.health = StageHealth(self.name)
+            self.health = StageHealth(self.name, self.topic, self.group)
         return self.health
+
+    def stage_health(self) -> StageHealth:
+        """This stage's health, created on first use (the supervisor reports it)."""
+        return self._health()
 
 
 def drain_until_idle(step: Callable[[], int], idle_polls: int = 2) -> int:

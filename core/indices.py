@@ -147,6 +147,10 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "at": "keyword",
         "kind": "keyword",
     },
+    names.INDEX_HEALTH: {
+        "process": "keyword",
+        "beat_at": "keyword",
+    },
     names.INDEX_FEED_CURSORS: {
         "feed": "keyword",
         "kind": "keyword",

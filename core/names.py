@@ -19,6 +19,7 @@ INDEX_ALERT_EVENTS = "threatbay-alert-events"
 INDEX_DELIVERIES = "threatbay-deliveries"
 INDEX_WEBHOOKS = "threatbay-webhooks"
 INDEX_CHANGE_OUTBOX = "threatbay-change-outbox"
+INDEX_HEALTH = "threatbay-stage-health"
 
 GROUP_CORRELATOR = "threatbay-correlator"
 GROUP_ALERTER = "threatbay-alerter"
