@@ -45,6 +45,7 @@ from notify.deliverer import Deliverer
 from notify.notifier import Notifier
 from records.books import records_of
 from records.health import CRASH_LOOP_CRASHES, Heartbeats, crash_looping, process_id
+from threatbay import memory
 
 __all__ = ["Services", "build"]
 
@@ -303,11 +304,15 @@ class Loops:
         beats = Heartbeats(services.store)
 
         def run() -> None:
+            next_trim = time.monotonic() + memory.TRIM_EVERY_S
             while True:
                 try:
                     beats.beat(self.process, self.snapshot())
                 except Unavailable as exc:
                     log.debug("heartbeat not written: %s", exc)
+                if time.monotonic() >= next_trim:
+                    memory.release_free()
+                    next_trim = time.monotonic() + memory.TRIM_EVERY_S
                 if self.stop.wait(every_s):
                     return
 
@@ -382,6 +387,7 @@ def first_run_hint(services: Services) -> str | None:
 
 def serve_all(settings: Settings, host: str, port: int) -> None:
     """API + correlator + re-score + alert engine + notifier in one process."""
+    memory.limit_arenas()
     services = build(settings)
     hint = first_run_hint(services)
     if hint:
