@@ -47,10 +47,11 @@ from records.agencies import AgencyRegistry  # noqa: E402
 from threatbay.bootstrap import build  # noqa: E402
 
 TAXII = "application/taxii+json;version=2.1"
+_PLACEHOLDER = "identity--00000000-0000-4000-8000-000000000000"  # replaced by the stream's own
 AGENCIES = {
-    "GD": Agency("gd-cert", "GD national CERT (corpus)", "GD", "", "B"),
-    "HK": Agency("hk-cert", "HK CERT (corpus)", "HK", "", "A"),
-    "MO": Agency("mo-cert", "MO CERT (corpus)", "MO", "", "B"),
+    "GD": Agency("gd-cert", "GD national CERT (corpus)", "GD", _PLACEHOLDER, "B"),
+    "HK": Agency("hk-cert", "HK CERT (corpus)", "HK", _PLACEHOLDER, "A"),
+    "MO": Agency("mo-cert", "MO CERT (corpus)", "MO", _PLACEHOLDER, "B"),
 }
 
 
