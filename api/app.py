@@ -18,6 +18,7 @@ from api import (
     alerts,
     audit,
     errors,
+    health,
     incidents,
     incidents_taxii,
     indicators,
@@ -114,10 +115,7 @@ def create_app(
     )
     app.state.cert_agencies = CertificateAgencies(ttl_s=api.auth_cache_ttl_s)
     errors.install(app)
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    health.install(app)  # /healthz, /readyz, /metrics and the ingest counter
 
     app.include_router(incidents_taxii.incidents_taxii_router())  # before /taxii2/{api_root}
     app.include_router(taxii_router())

@@ -37,7 +37,7 @@ from kafka.errors import (
 )
 
 from core.errors import BusUnavailable, ConfigurationError
-from core.ports import Incoming, Outgoing
+from core.ports import GroupLag, Incoming, Outgoing
 from core.settings import KafkaSettings
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024 + 64 * 1024
@@ -355,6 +355,40 @@ class KafkaBus:
         except Exception as exc:
             raise BusUnavailable(f"cannot join group {group!r} on {name!r}: {exc!r}") from exc
         return KafkaConsumerMember(consumer, listener)
+
+    def lag(self, topic: str, group: str) -> GroupLag:
+        """Committed offset (the log start if none) and end offset of every partition."""
+        name, group_id = self._prefix + topic, self._prefix + group
+        try:
+            with self._lock:  # the admin client is shared with topic creation
+                return self._lag(topic, group, name, group_id)
+        except BusUnavailable:
+            raise
+        except Exception as exc:  # any client failure: the bus cannot answer
+            raise BusUnavailable(
+                f"cannot read the lag of {group_id!r} on {name!r}: {exc!r}"
+            ) from exc
+
+    def _lag(self, topic: str, group: str, name: str, group_id: str) -> GroupLag:
+        admin = self._admin_client()
+        topics = admin.describe_topics([name])
+        partitions = [
+            TopicPartition(name, p["partition_index"])
+            for t in topics
+            if not t.get("error_code")
+            for p in t["partitions"]
+        ]
+        if not partitions:
+            return GroupLag(topic, group, {})
+        ends = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST))
+        starts = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.EARLIEST))
+        committed = admin.list_group_offsets({group_id: partitions}).get(group_id, {})
+        found: dict[int, tuple[int, int]] = {}
+        for tp in partitions:
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else starts[tp].offset
+            found[tp.partition] = (position, ends[tp].offset)
+        return GroupLag(topic, group, found)
 
     def _reset_group(self, group: str, name: str) -> bool:
         """Commit the earliest offsets for ``group``; ``False`` if the group has live members."""

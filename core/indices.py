@@ -168,6 +168,10 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "type": "keyword",
         "at": "keyword",
     },
+    names.INDEX_HEALTH: {
+        "process": "keyword",
+        "beat_at": "keyword",
+    },
     names.INDEX_FEED_CURSORS: {
         "feed": "keyword",
         "kind": "keyword",

@@ -22,6 +22,7 @@ INDEX_WEBHOOKS = "threatbay-webhooks"
 INDEX_CHANGE_OUTBOX = "threatbay-change-outbox"
 INDEX_CASES = "threatbay-cases"
 INDEX_CASE_EVENTS = "threatbay-case-events"
+INDEX_HEALTH = "threatbay-stage-health"
 
 GROUP_CORRELATOR = "threatbay-correlator"
 GROUP_ALERTER = "threatbay-alerter"

@@ -21,6 +21,18 @@ Cross-type rules (DOMAIN.md "Known real-world traps"), decided here:
   with a path, query, userinfo or non-default port stays a URL.
 - ``email-message:from_ref.value`` / ``sender_ref.value`` key as
   ``email-addr|value|…``.
+- ``domain-name:value`` holding an IP literal keys as the address
+  (``ipv4-addr|value|188.93.127.34``): a lookup of the address finds it.
+- A ``url:value`` whose host is an IP literal and that names more than the host
+  (``http://1.2.3.4/x.exe``) gives two observables: the URL and the address
+  (``core.canonical.url_address``), so a lookup of the address finds the URL's
+  reports too, and one producer's URL corroborates another's address.
+- ``[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = '1.2.3.4']``
+  (MISP-STIX ip-dst / ip-src; likewise ``src_ref``, ``ipv6-addr``, and
+  ``domain-name`` with a name) is the single comparison on ``dst_ref.value``:
+  keyed ``ipv4-addr|value|1.2.3.4``. A type that disagrees with the value, or any
+  further comparison (a port), keeps the pattern whole
+  (``core.canonical.typed_reference``).
 - Hash algorithm spellings unify in the path (``hashes.sha-256``).
 ``source_path`` keeps what the producer wrote (``network-traffic:dst_ref.value``).
 """
@@ -32,12 +44,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.canonical import (
+    ADDRESS_PATHS,
+    address_type,
+    canonical_domain,
     canonical_path,
     canonical_url,
     canonical_value,
     hash_algorithm,
     ip_or_none,
+    path_components,
     render_path,
+    typed_reference,
+    url_address,
 )
 from core.patterns import (
     DEFAULT_LIMITS,
@@ -106,10 +124,8 @@ def observable_of(observable_type: str, path: str, value: str) -> Observable:
     source_path = f"{observable_type}:{path}"
     kind = observable_type.strip().lower()
     key_path = canonical_path(path)
-    if (kind in ("ipv4-addr", "ipv6-addr") and key_path == "value") or (
-        kind == "network-traffic" and key_path in ("dst_ref.value", "src_ref.value")
-    ):
-        address = _address(value)
+    if (kind, key_path) in ADDRESS_PATHS:
+        address = _address(canonical_domain(value) if kind == "domain-name" else value)
         if address is not None:
             return _make(address[0], "value", address[1], source_path)
         if kind == "network-traffic":
@@ -141,7 +157,12 @@ def _dedupe(found: list[Observable]) -> tuple[Observable, ...]:
 
 
 def _from_comparisons(comparisons: Sequence[Comparison]) -> tuple[Observable, ...]:
-    found = [observable_of(c.object_type, render_path(c.path), c.value) for c in comparisons]
+    found: list[Observable] = []
+    for c in comparisons:
+        observable = observable_of(c.object_type, render_path(c.path), c.value)
+        found.append(observable)
+        if observable.observable_type == "url" and (address := url_address(observable.value)):
+            found.append(_make(address_type(address), "value", address, observable.source_path))
     return _dedupe(found)
 
 
@@ -206,9 +227,36 @@ def serialise(root: Expr) -> str:
     return text[id(root)]
 
 
+def _typed_reference(root: Expr) -> list[Comparison] | None:
+    """``[X:R.type = 'T' AND X:R.value = 'V']`` as the one comparison on ``R.value`` (see top)."""
+    if not isinstance(root, Observation):
+        return None
+    inner = root.inner
+    if not isinstance(inner, Junction) or inner.op != "AND":
+        return None
+    found: list[tuple[str, str, str]] = []
+    for test in inner.operands:
+        if not isinstance(test, Test) or test.kind != "equal" or test.negated:
+            return None
+        if test.operator not in ("=", "==") or len(test.literals) != 1:
+            return None
+        literal = test.literals[0]
+        if not literal.startswith("'"):
+            return None
+        found.append((test.object_type, canonical_path(render_path(test.path)), unescape(literal)))
+    typed = typed_reference(found)
+    if typed is None:
+        return None
+    object_type, path, value = typed
+    return [Comparison(object_type, tuple(path_components(path)), value, 0)]
+
+
 def _observables(parsed: ParsedPattern) -> tuple[Observable, ...]:
     if parsed.simple is not None:
         return _from_comparisons(parsed.simple)
+    typed = _typed_reference(parsed.root)
+    if typed is not None:
+        return _from_comparisons(typed)
     text = serialise(parsed.root)
     return (_make(PATTERN_TYPE, PATTERN_TYPE, text, PATTERN_TYPE),)
 

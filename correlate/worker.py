@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -199,6 +199,25 @@ class Correlator(ConsumerStage):
     def handle(self, messages: Sequence[Incoming]) -> Handled:
         result = self.process(messages)
         return Handled(result.dead, result.objects)
+
+    def units(self, message: Incoming) -> Sequence[Incoming]:
+        """Each accepted object of ``message`` as a message of its own (poison narrowing)."""
+        try:
+            items = envelope.decode(message.value)
+        except ValueError:
+            return [message]
+        return [
+            replace(message, value=out.value) for item in items for out in envelope.encode([item])
+        ]
+
+    def dead_letter(self, unit: Incoming, reason: str) -> DeadLetter:
+        """One object as the correlator dead-letters it: the object and its provenance."""
+        try:
+            [item] = envelope.decode(unit.value)
+        except ValueError:
+            return DeadLetter.of(unit, reason)
+        raw = orjson.dumps({"object": item.obj, "provenance": item.provenance.to_dict()})
+        return DeadLetter(str(item.obj.get("id") or ""), raw, reason, unit)
 
     # ---------------------------------------------------------------- batch
 

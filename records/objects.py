@@ -22,7 +22,7 @@ from typing import Any
 from core.clock import Clock
 from core.crossborder import default_whitelist
 from core.envelope import Accepted
-from core.errors import WriteContention
+from core.errors import Refused, WriteContention
 from core.markings import is_statement_definition
 from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
 from core.ownership import canonical_id
@@ -195,9 +195,12 @@ def _apply(
     )
     puts = [p for stix_id in heads for p in version_puts[stix_id]]
     results = store.put_many(INDEX_OBJECTS, puts) if puts else []
-    refused = [r.key for r in results if not r.ok]
+    refused = {r.key: f"{INDEX_OBJECTS}: {r.refused}" for r in results if r.refused}
     if refused:
-        raise WriteContention(f"objects index: versions written concurrently: {refused[:5]}")
+        raise Refused(refused)
+    conflicting = [r.key for r in results if not r.ok]
+    if conflicting:
+        raise WriteContention(f"objects index: versions written concurrently: {conflicting[:5]}")
     return len(results)
 
 

@@ -29,14 +29,16 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core import names
 from core.clock import Clock, SystemClock
+from core.consuming import StageHealth
 from core.crossborder import default_whitelist, whitelist_from_yaml_text
-from core.errors import UnknownAgency
+from core.errors import Unavailable, UnknownAgency
 from core.patterns import PatternLimits
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
@@ -50,13 +52,18 @@ from correlate.worker import Correlator
 from notify.deliverer import Deliverer
 from notify.notifier import Notifier
 from records.books import records_of
+from records.health import CRASH_LOOP_CRASHES, Heartbeats, crash_looping, process_id
 from respond.service import Responder
 from respond.stages import CaseNotifier, Proposer, run_respond_tick
+from threatbay import memory
 from threatbay.security import check_production, elasticsearch_auth, kafka_auth
 
 __all__ = ["Services", "build"]
 
 log = logging.getLogger("threatbay")
+
+#: Seconds between two heartbeats of a process (records/health.py).
+HEARTBEAT_S = 5.0
 
 #: Alert-list page reuse on a near-real-time store (search lags writes by a refresh anyway).
 NEAR_REAL_TIME_PAGE_TTL_S = 0.5
@@ -272,13 +279,30 @@ def responder_for(services: Services) -> Responder:
 
 @dataclass
 class LoopHealth:
-    """What the supervisor knows of one loop."""
+    """What the supervisor knows of one loop (and of its consumer stage, if it is one)."""
 
     name: str
     running: bool = False
     crashes: int = 0
     last_error: str | None = None
     last_crash_at: float | None = None
+    crash_times: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LOOP_CRASHES))
+    stage: StageHealth | None = None
+
+    @property
+    def crash_looping(self) -> bool:
+        return crash_looping(list(self.crash_times), time.time())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as heartbeats and ``threatbay status`` carry it."""
+        return {
+            "running": self.running,
+            "crashes": self.crashes,
+            "crash_looping": self.crash_looping,
+            "last_error": self.last_error,
+            "last_crash_at": self.last_crash_at,
+            "stage": self.stage.to_dict() if self.stage is not None else None,
+        }
 
 
 @dataclass
@@ -289,9 +313,21 @@ class Loops:
     threads: list[threading.Thread] = field(default_factory=list)
     health: dict[str, LoopHealth] = field(default_factory=dict)
     max_restart_delay_s: float = 60.0
+    process: str = field(default_factory=process_id)
 
-    def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
-        health = self.health[name] = LoopHealth(name)
+    def start(
+        self,
+        name: str,
+        target: Callable[[threading.Event], None],
+        stage: StageHealth | None = None,
+    ) -> None:
+        """Run ``target`` in a thread, restarting it with backoff when it crashes (a bug).
+
+        The first crash is logged with its traceback, each further one as one
+        line with the count; a loop crashing ``CRASH_LOOP_CRASHES`` times within
+        ten minutes is crash-looping (``threatbay status``, ``/readyz``).
+        """
+        health = self.health[name] = LoopHealth(name, stage=stage)
 
         def supervised() -> None:
             delay = 1.0
@@ -304,12 +340,15 @@ class Loops:
                     health.crashes += 1
                     health.last_error = f"{type(exc).__name__}: {exc}"[:500]
                     health.last_crash_at = time.time()
+                    health.crash_times.append(health.last_crash_at)
                     if health.crashes == 1:
                         log.exception("loop %s crashed; restarting in %.0f s", name, delay)
                     else:
                         log.error(
-                            "loop %s crashed again (%d times): %s; restarting in %.0f s",
-                            name, health.crashes, health.last_error, delay,
+                            "loop %s crashed again (%d times%s): %s; restarting in %.0f s",
+                            name, health.crashes,
+                            ", crash-looping" if health.crash_looping else "",
+                            health.last_error, delay,
                         )  # fmt: skip
                 finally:
                     health.running = False
@@ -317,6 +356,31 @@ class Loops:
                 delay = min(delay * 2, self.max_restart_delay_s)
 
         thread = threading.Thread(target=supervised, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every loop's health, JSON-ready (heartbeats, ``/metrics``, ``threatbay status``)."""
+        return {name: h.to_dict() for name, h in self.health.items()}
+
+    def beat(self, services: Services, every_s: float = HEARTBEAT_S) -> None:
+        """Write this process's heartbeat every ``every_s`` seconds until ``stop``."""
+        beats = Heartbeats(services.store)
+
+        def run() -> None:
+            next_trim = time.monotonic() + memory.TRIM_EVERY_S
+            while True:
+                try:
+                    beats.beat(self.process, self.snapshot())
+                except Unavailable as exc:
+                    log.debug("heartbeat not written: %s", exc)
+                if time.monotonic() >= next_trim:
+                    memory.release_free()
+                    next_trim = time.monotonic() + memory.TRIM_EVERY_S
+                if self.stop.wait(every_s):
+                    return
+
+        thread = threading.Thread(target=run, name="heartbeat", daemon=True)
         thread.start()
         self.threads.append(thread)
 
@@ -328,7 +392,11 @@ class Loops:
 
 def start_correlator(services: Services, loops: Loops, *, from_beginning: bool = False) -> None:
     correlator = correlator_for(services)
-    loops.start("correlator", lambda stop: correlator.run(stop, from_beginning=from_beginning))
+    loops.start(
+        "correlator",
+        lambda stop: correlator.run(stop, from_beginning=from_beginning),
+        correlator.stage_health(),
+    )
 
 
 def start_rescorer(services: Services, loops: Loops) -> None:
@@ -345,9 +413,9 @@ def start_alerter(services: Services, loops: Loops) -> None:
     every = services.settings.alerts.escalation_interval_s
     idle = engine.ruleset.idle_expiry
     book = records_of(services).alerts
-    loops.start("alerter", engine.run)
+    loops.start("alerter", engine.run, engine.stage_health())
     loops.start("escalation", lambda stop: run_escalation(book, stop, every, idle))
-    loops.start("notifier", notifier.run)
+    loops.start("notifier", notifier.run, notifier.stage_health())
     loops.start("deliverer", deliverer.run)
     start_responder(services, loops)
 
@@ -450,6 +518,7 @@ def stage_services(settings: Settings) -> dict[str, Services]:
 
 def serve_all(settings: Settings, host: str, port: int) -> None:
     """API + correlator + re-score + alert engine + notifier in one process."""
+    memory.limit_arenas()
     by_stage = stage_services(settings)
     services = by_stage["ingest"]
     hint = first_run_hint(services)
@@ -459,6 +528,7 @@ def serve_all(settings: Settings, host: str, port: int) -> None:
     start_correlator(by_stage["correlator"], loops)
     start_rescorer(by_stage["rescore"], loops)
     start_alerter(by_stage["alerts"], loops)
+    loops.beat(services)
     try:
         _uvicorn(services, host, port, loops)
     finally:
@@ -488,6 +558,7 @@ def run_correlator(settings: Settings, *, from_beginning: bool = False) -> None:
     check_bus_access(services, "correlator")
     loops = Loops()
     start_correlator(services, loops, from_beginning=from_beginning)
+    loops.beat(services)
     print(f"correlator consuming {settings.bus_url} -> {settings.store_url}")
     _run_until_signal(services, loops)
 
@@ -498,6 +569,7 @@ def run_rescorer(settings: Settings) -> None:
     check_bus_access(services, "rescore")
     loops = Loops()
     start_rescorer(services, loops)
+    loops.beat(services)
     print(f"re-score every {settings.rescore_interval_s:g}s on {settings.store_url}")
     _run_until_signal(services, loops)
 
@@ -520,5 +592,6 @@ def run_alerter(settings: Settings) -> None:
     check_bus_access(services, "alerts")
     loops = Loops()
     start_alerter(services, loops)
+    loops.beat(services)
     print(f"alert engine consuming {settings.bus_url} -> {settings.store_url}")
     _run_until_signal(services, loops)

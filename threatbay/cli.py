@@ -104,6 +104,41 @@ def alerts(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def status(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Where work stands: per stage lag, dead letters, crashes and last error; counts.
+
+    Reads the bus (consumer-group lag, intel.dlq) and the store (heartbeats of
+    every running process, records, alerts): run it anywhere the settings reach
+    them. Exits 1 when the deployment is not ready (a backend down, a stage
+    crash-looping).
+    """
+    import dataclasses
+
+    import orjson
+    from rich.console import Console
+
+    from threatbay import bootstrap
+    from threatbay.status import current, render
+
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    services = bootstrap.build(_settings(data_dir))
+    try:
+        st = current(services)
+    finally:
+        services.close()
+    if as_json:
+        typer.echo(orjson.dumps(dataclasses.asdict(st) | {"problems": st.problems}).decode())
+    else:
+        render(st, Console(width=160))
+    if st.problems:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     scenario: Annotated[
         str | None,

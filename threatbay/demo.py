@@ -745,6 +745,10 @@ def run_demo(
         result.timings["total incl. start-up"] = round(time.monotonic() - t0, 2)
         print_report(result, console)
         print_where_to_look(result, console)
+        from threatbay.status import current, render
+
+        console.print()
+        render(current(stack.services, stack.loops), console)
         if keep_running:
             console.print("\nThe platform keeps running; press Ctrl-C to stop.")
             _wait_for_interrupt()

@@ -216,6 +216,7 @@ RULES: dict[tuple[str, str], Call] = {
     ("GET", "/api/v1/deliveries"): Call(ACTOR, "/api/v1/deliveries"),
     ("POST", "/api/v1/deliveries/{job_id}/retry"): Call(ADMIN, "/api/v1/deliveries/no-job/retry"),
     **CASE_RULES,
+    ("GET", "/metrics"): Call(ADMIN, "/metrics"),
 }
 
 # Served without credentials on purpose: API documentation, liveness, and the
@@ -226,6 +227,7 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/docs/oauth2-redirect"): "/docs/oauth2-redirect",
     ("GET", "/redoc"): "/redoc",
     ("GET", "/healthz"): "/healthz",
+    ("GET", "/readyz"): "/readyz",  # problems by stage name only, never error texts
     ("GET", "/ui"): "/ui",
     ("GET", "/ui/"): "/ui/",
     ("GET", "/ui/{name}"): "/ui/app.js",
