@@ -150,7 +150,7 @@ def canonical(value: Any) -> bytes:
         try:
             return orjson.dumps(value, option=_FAST)
         except orjson.JSONEncodeError as exc:
-            if "53-bit" in str(exc):
+            if "53-bit" in str(exc) or "64-bit" in str(exc):
                 raise NotCanonical(
                     f"integer beyond ±(2^53 − 1) has no canonical form (RFC 8785 §3.2.2.3): {exc}"
                 ) from exc

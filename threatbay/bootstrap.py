@@ -38,12 +38,13 @@ from core import names
 from core.clock import Clock, SystemClock
 from core.consuming import StageHealth
 from core.crossborder import default_whitelist, whitelist_from_yaml_text
-from core.errors import Unavailable, UnknownAgency
+from core.errors import ConfigurationError, Unavailable, UnknownAgency
 from core.patterns import PatternLimits
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
 from core.services import Services
 from core.settings import STAGES, Settings
+from core.trust import TrustStore
 from correlate.alerter import AlertEngine, run_escalation
 from correlate.rescore import Rescorer
 from correlate.score import AgencyProfile, Scorer
@@ -164,7 +165,21 @@ def build(
         store=store_from_url(settings.store_url, settings, stage),
         clock=clock or SystemClock(),
         sharing=sharing_policy(settings),
+        trust=trust_store(settings, clock or SystemClock()),
     )
+
+
+def trust_store(settings: Settings, clock: Clock) -> TrustStore | None:
+    """The trust lists of ``settings.signing`` verified against the pinned roots; None when
+    no roots are configured. A list that cannot be used stops the start (ConfigurationError)."""
+    from threatbay.cli_verify import InputUnusable, load_trust
+
+    if settings.signing.roots_file is None:
+        return None
+    try:
+        return load_trust(settings, None, [], None, clock.now())
+    except InputUnusable as exc:
+        raise ConfigurationError(f"THREATBAY_SIGNING: {exc}") from exc
 
 
 # -------------------------------------------------------------------- stages

@@ -28,6 +28,7 @@ from core.policy import reader_of
 from core.services import Services
 from ingest.budget import grammar_chars
 from ingest.push import admission_for, push_objects
+from ingest.signed import received_objects
 from records.books import records_of
 from records.date_added import book_of
 
@@ -250,8 +251,9 @@ def taxii_router() -> APIRouter:
                 {"Retry-After": str(refusal.retry_after_s)},
             )
         rules = await run_in_threadpool(admission_for, s)
+        received = await run_in_threadpool(received_objects, raw, objects)
         result = await run_in_threadpool(
-            push_objects, p, objects, s.bus, s.clock, rules, str(uuid.uuid4())
+            push_objects, p, objects, s.bus, s.clock, rules, str(uuid.uuid4()), "agency", received
         )
         status = service.status_resource(result)
         try:

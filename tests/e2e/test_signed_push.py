@@ -320,9 +320,9 @@ def test_duplicate_json_keys_on_the_raw_body_fail_that_object_only(
 def test_an_integer_beyond_2_53_on_the_raw_body_is_refused(
     client: TestClient, keys: dict[str, Key], w: World
 ) -> None:
-    obj = signed("Ed25519", w)
+    obj = signed("Ed25519", w, x_count=85)
     for big in ("9007199254740993", "18446744073709551617"):
-        text = envelope_text(honest(w), obj).replace('"confidence": 85', f'"confidence": {big}')
+        text = envelope_text(honest(w), obj).replace('"x_count": 85', f'"x_count": {big}')
         ok, message = pushed_with_neighbour(client, keys["hk"], text, w)
         assert not ok and "2^53" in message, message
 
