@@ -82,7 +82,9 @@ def ingest(bodies: list[bytes], admission: Admission, bus: EmbeddedBus) -> float
     for body in bodies:
         objects = orjson.loads(body)["objects"]
         received = received_objects(body, objects)
-        result = push_objects(principal, objects, bus, clock, admission, received=received)
+        result = push_objects(
+            principal, objects, bus, clock, admission, received=received, from_inbox=True
+        )
         assert not result.failures, result.failures[:1]
         count += len(result.successes)
     return count / (time.perf_counter() - start)

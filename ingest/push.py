@@ -246,13 +246,16 @@ def push_objects(
     request_id: str | None = None,
     source_kind: SourceKind = "agency",
     received: Sequence[Received | None] | None = None,
+    from_inbox: bool = False,
 ) -> PushResult:
     """Validate every object, publish the accepted ones in one ``bus.publish``.
 
     ``rules``: an ``Admission`` (or, for callers that check nothing else, the map
     of identity ids to agencies). ``received``: each object's text and strict parse
     when the body carried signatures (ingest/signed.py ``received_objects``); signed
-    objects are verified on it, before any other rule, and keep that text. Blocks
+    objects are verified on it, before any other rule, and keep that text.
+    ``from_inbox``: an agency's own TAXII push, where ``signing.require_signed``
+    applies (not the sightings ThreatBay writes for an analyst, nor feeds). Blocks
     until the bus acknowledges (call it from a thread in async code).
     """
     admission = _admission(rules)
@@ -260,7 +263,7 @@ def push_objects(
     now = clock.now()
     received_at = format_timestamp(now)
     agency = principal.agency.id
-    required = admission.requires_signed(agency)
+    required = from_inbox and admission.requires_signed(agency)
     result = PushResult(request_id=request_id, request_timestamp=received_at)
     owners: Mapping[str, Owner] | None = None
     if admission.owners_of is not None:

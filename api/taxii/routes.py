@@ -6,6 +6,7 @@ One API root, ``/taxii2/api/``; every path ends in ``/``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from typing import Any
@@ -253,8 +254,9 @@ def taxii_router() -> APIRouter:
         rules = await run_in_threadpool(admission_for, s)
         received = await run_in_threadpool(received_objects, raw, objects)
         result = await run_in_threadpool(
-            push_objects, p, objects, s.bus, s.clock, rules, str(uuid.uuid4()), "agency", received
-        )
+            functools.partial(push_objects, received=received, from_inbox=True),
+            p, objects, s.bus, s.clock, rules, str(uuid.uuid4()),
+        )  # fmt: skip
         status = service.status_resource(result)
         try:
             await run_in_threadpool(service.save_status, s.store, p.agency.id, status)
