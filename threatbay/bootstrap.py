@@ -159,13 +159,15 @@ def build(
     if settings.api.alert_page_ttl_s is None:
         near_real_time = settings.store_url.startswith(("http:", "https:"))
         settings.api.alert_page_ttl_s = NEAR_REAL_TIME_PAGE_TTL_S if near_real_time else 0.0
+    clock = clock or SystemClock()
+    trust = trust_store(settings, clock)  # before any backend opens: a bad list stops the start
     return Services(
         settings=settings,
         bus=bus_from_url(settings.bus_url, settings, stage),
         store=store_from_url(settings.store_url, settings, stage),
-        clock=clock or SystemClock(),
+        clock=clock,
         sharing=sharing_policy(settings),
-        trust=trust_store(settings, clock or SystemClock()),
+        trust=trust,
     )
 
 

@@ -474,3 +474,30 @@ def test_signed_push_and_byte_for_byte_read_on_each_backend(
     assert raw.encode() in served
     assert verify_cli(tmp_path, w, served)[0] == 0
     assert TAXII
+
+
+# ---------------------------------------------------------------- start-up wiring
+
+
+def test_a_deployment_loads_its_trust_lists_at_start_and_refuses_a_bad_one(
+    tmp_path: Path, w: World
+) -> None:
+    import pytest as _pytest
+
+    from core.errors import ConfigurationError
+    from core.settings import Settings, SigningSettings
+    from threatbay.bootstrap import build
+
+    options = w.write(tmp_path)
+    lists = {Path(p).stem.removeprefix("trust-"): p for p in options[3::2]}
+    signing = SigningSettings(roots_file=Path(options[1]), trust_lists=lists)
+    svc = build(Settings(data_dir=tmp_path / "ok", signing=signing), clock=FakeClock(NOW))
+    try:
+        assert svc.trust is not None and sorted(svc.trust.lists) == ["GD", "HK", "MO"]
+    finally:
+        svc.close()
+    tampered = json.loads(Path(lists["GD"]).read_text())
+    tampered["keys"][0]["agency"] = HK
+    Path(lists["GD"]).write_text(json.dumps(tampered))
+    with _pytest.raises(ConfigurationError, match="trust list GD"):
+        build(Settings(data_dir=tmp_path / "bad", signing=signing), clock=FakeClock(NOW))
