@@ -27,8 +27,10 @@ from api.indicator_queries import (
 from core.clock import format_timestamp
 from core.errors import BusUnavailable
 from core.policy import reader_of
+from core.stix import object_version
 from ingest.push import admission_for, push_objects
 from ingest.sightings import sighted_source, sighting_marking
+from records.object_signatures import signatures_of
 
 CSV = Annotated[list[str] | None, Query()]
 
@@ -44,6 +46,23 @@ class SightingIn(BaseModel):
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v for raw in values or [] for v in raw.split(",") if v)
+
+
+def with_signatures(store: Any, view: dict[str, Any]) -> None:
+    """Add ``verified``/``signed_by``/``signature`` to each source that arrived signed.
+
+    Read by key from the source's own stored version (records/object_signatures.py), so
+    it says nothing about reports the reader may not see; unsigned sources are unchanged.
+    """
+    sources = [s for s in view.get("sources") or [] if isinstance(s.get("stix_id"), str)]
+    found = signatures_of(store, [(s["stix_id"], s.get("modified")) for s in sources])
+    for source in sources:
+        version = object_version({"modified": source.get("modified")})
+        signature = found.get(f"{source['stix_id']}|{version}")
+        if signature is not None:
+            source["verified"] = signature.get("status") == "verified"
+            source["signed_by"] = signature.get("signed_by")
+            source["signature"] = signature
 
 
 def router() -> APIRouter:
@@ -87,6 +106,7 @@ def router() -> APIRouter:
         view = indicator_detail(svc.store, sharing, reader_of(principal), key, svc.clock.now())
         if view is None:
             raise not_found(f"no indicator record {key!r} visible to you")
+        with_signatures(svc.store, view)
         books.audit.record_access(principal, "indicators.read", [view])
         return view
 

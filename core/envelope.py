@@ -29,6 +29,10 @@ class Accepted:
 
     obj: dict[str, Any]
     provenance: Provenance
+    #: the object's JSON text exactly as received, when it arrived signed (served unchanged)
+    signed: str | None = None
+    #: the verdict on its signatures at receipt (ingest/signed.py ``summary``)
+    signature: dict[str, Any] | None = None
 
 
 def bucket_of(stix_id: str) -> str:
@@ -48,9 +52,7 @@ def encode(accepted: Sequence[Accepted], max_objects: int = 500) -> list[Outgoin
             value = orjson.dumps(
                 {
                     "v": WIRE_VERSION,
-                    "items": [
-                        {"object": it.obj, "provenance": it.provenance.to_dict()} for it in chunk
-                    ],
+                    "items": [_item(it) for it in chunk],
                 }
             )
             first = chunk[0].provenance
@@ -64,13 +66,26 @@ def encode(accepted: Sequence[Accepted], max_objects: int = 500) -> list[Outgoin
     return messages
 
 
+def _item(it: Accepted) -> dict[str, Any]:
+    item: dict[str, Any] = {"object": it.obj, "provenance": it.provenance.to_dict()}
+    if it.signed is not None:
+        item["signed"] = it.signed
+        item["signature"] = it.signature
+    return item
+
+
 def decode(value: bytes) -> list[Accepted]:
     """Inverse of ``encode`` for one message value; raises ValueError on poison."""
     try:
         data = orjson.loads(value)
         items: Iterable[dict[str, Any]] = data["items"]
         return [
-            Accepted(obj=item["object"], provenance=Provenance.from_dict(item["provenance"]))
+            Accepted(
+                obj=item["object"],
+                provenance=Provenance.from_dict(item["provenance"]),
+                signed=item.get("signed"),
+                signature=item.get("signature"),
+            )
             for item in items
         ]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:

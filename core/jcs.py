@@ -134,14 +134,23 @@ def _orjson_agrees(value: Any) -> bool:
     (tests/unit/test_signing.py checks both against rfc8785). Floats (ES6
     number formatting) and non-ASCII keys (UTF-16 order) go to rfc8785.
     """
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if isinstance(value, dict):
-        return all(type(k) is str and k.isascii() and _orjson_agrees(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_orjson_agrees(v) for v in value)
-    return False
+    # iterative: this walk runs for every verified object at the inbox
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is str or kind is int or kind is bool or node is None:
+            continue
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if type(key) is not str or not key.isascii():
+                    return False
+                stack.append(item)
+        elif isinstance(node, list):
+            stack.extend(node)
+        else:
+            return False
+    return True
 
 
 def canonical(value: Any) -> bytes:
@@ -150,7 +159,7 @@ def canonical(value: Any) -> bytes:
         try:
             return orjson.dumps(value, option=_FAST)
         except orjson.JSONEncodeError as exc:
-            if "53-bit" in str(exc):
+            if "53-bit" in str(exc) or "64-bit" in str(exc):
                 raise NotCanonical(
                     f"integer beyond ±(2^53 − 1) has no canonical form (RFC 8785 §3.2.2.3): {exc}"
                 ) from exc

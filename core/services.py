@@ -15,6 +15,7 @@ from core.crossborder import default_whitelist
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
 from core.settings import Settings
+from core.trust import TrustStore
 
 
 def default_sharing() -> SharingPolicy:
@@ -31,6 +32,8 @@ class Services:
     store: Store
     clock: Clock = field(default_factory=SystemClock)
     sharing: SharingPolicy = field(default_factory=default_sharing)
+    #: the verified trust lists signatures are checked against (None: none configured)
+    trust: TrustStore | None = None
 
     def close(self) -> None:
         self.bus.close()

@@ -167,6 +167,9 @@ class SigningSettings(BaseModel):
     """Jurisdiction -> file or URL of its signed trust list (JSON in the environment)."""
     clock_skew_s: float = 300.0
     """Tolerance for times a signer states (trust list ``issued``, countersignature time)."""
+    require_signed: list[str] = []
+    """Agency ids whose pushes must carry a verified signature (``*``: every agency); local
+    policy, never a flag in the payload."""
 
     @field_validator("algorithms")
     @classmethod

@@ -11,7 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+
+import orjson
 
 from core import envelope
 from core.access import Principal
@@ -32,8 +35,10 @@ from core.patterns import DEFAULT_LIMITS, PatternLimits
 from core.ports import Bus, Store
 from core.provenance import Provenance, SourceKind
 from core.services import Services
-from core.settings import LimitsSettings
+from core.settings import LimitsSettings, SigningSettings
 from core.stix import object_id, object_version
+from core.trust import TrustStore
+from ingest.signed import Received, check_signatures, summary
 from ingest.validate import validation_error
 from records.books import records_of
 from records.objects import statement_markings, stored_versions
@@ -108,12 +113,26 @@ class Admission:
     statements_of: Callable[[Sequence[str]], frozenset[str]] | None = None
     #: (STIX id, version) -> that version as stored, for the ids another agency owns
     stored_of: Callable[[Sequence[tuple[str, str]]], Mapping[tuple[str, str], Any]] | None = None
+    #: the trust lists signatures are verified against (ingest/signed.py); None: none held
+    trust: TrustStore | None = None
+    algorithms: tuple[str, ...] = ("Ed25519", "ES256", "SM2SM3")
+    clock_skew: timedelta = timedelta(minutes=5)
+    #: agency ids that must push signed objects (``*``: all)
+    require_signed: frozenset[str] = frozenset()
+
+    def requires_signed(self, agency: str) -> bool:
+        return agency in self.require_signed or "*" in self.require_signed
 
 
 def admission_of(
-    store: Store, identity_owners: Mapping[str, str], limits: LimitsSettings
+    store: Store,
+    identity_owners: Mapping[str, str],
+    limits: LimitsSettings,
+    signing: SigningSettings | None = None,
+    trust: TrustStore | None = None,
 ) -> Admission:
     """The admission rules of a process: owners read from ``store``, limits from settings."""
+    signing = signing or SigningSettings()
     return Admission(
         identity_owners={canonical_id(k): v for k, v in identity_owners.items()},
         owners_of=lambda ids: owners_of(store, ids),
@@ -123,13 +142,20 @@ def admission_of(
             limits.pattern_max_chars, limits.pattern_max_comparisons, limits.pattern_max_depth
         ),
         object_max_depth=limits.object_max_depth,
+        trust=trust,
+        algorithms=tuple(signing.algorithms),
+        clock_skew=timedelta(seconds=signing.clock_skew_s),
+        require_signed=frozenset(signing.require_signed),
     )
 
 
 def admission_for(services: Services) -> Admission:
     """``admission_of`` this process's store, agency registry and limits."""
     identities = records_of(services).agencies.identity_owners()
-    return admission_of(services.store, identities, services.settings.limits)
+    settings = services.settings
+    return admission_of(
+        services.store, identities, settings.limits, settings.signing, services.trust
+    )
 
 
 def _admission(rules: Admission | Mapping[str, str]) -> Admission:
@@ -144,8 +170,13 @@ def admission_error(
     rules: Admission | Mapping[str, str],
     owners: Mapping[str, Owner] | None = None,
     statements: frozenset[str] = frozenset(),
+    reshared: bool = False,
 ) -> str | None:
-    """Why ``obj`` may not be accepted from ``principal``; None when it may."""
+    """Why ``obj`` may not be accepted from ``principal``; None when it may.
+
+    ``reshared``: ``obj`` carries a verified chain whose last countersignature is the
+    pusher's, so its ``created_by_ref`` may name the (verified) origin agency.
+    """
     admission = _admission(rules)
     try:
         depth = nesting_depth(obj, admission.object_max_depth)
@@ -158,7 +189,8 @@ def admission_error(
         if err is not None:
             return err
         agency = principal.agency.id
-        err = identity_error(agency, obj, admission.identity_owners)
+        named = {k: v for k, v in obj.items() if k != "created_by_ref"} if reshared else obj
+        err = identity_error(agency, named, admission.identity_owners)
         if err is not None:
             return err
         err = marking_error(obj, statements)
@@ -244,16 +276,25 @@ def push_objects(
     rules: Admission | Mapping[str, str],
     request_id: str | None = None,
     source_kind: SourceKind = "agency",
+    received: Sequence[Received | None] | None = None,
+    from_inbox: bool = False,
 ) -> PushResult:
     """Validate every object, publish the accepted ones in one ``bus.publish``.
 
     ``rules``: an ``Admission`` (or, for callers that check nothing else, the map
-    of identity ids to agencies). Blocks until the bus acknowledges (call it from
-    a thread in async code).
+    of identity ids to agencies). ``received``: each object's text and strict parse
+    when the body carried signatures (ingest/signed.py ``received_objects``); signed
+    objects are verified on it, before any other rule, and keep that text.
+    ``from_inbox``: an agency's own TAXII push, where ``signing.require_signed``
+    applies (not the sightings ThreatBay writes for an analyst, nor feeds). Blocks
+    until the bus acknowledges (call it from a thread in async code).
     """
     admission = _admission(rules)
     request_id = request_id or str(uuid.uuid4())
-    received_at = format_timestamp(clock.now())
+    now = clock.now()
+    received_at = format_timestamp(now)
+    agency = principal.agency.id
+    required = from_inbox and admission.requires_signed(agency)
     result = PushResult(request_id=request_id, request_timestamp=received_at)
     owners: Mapping[str, Owner] | None = None
     if admission.owners_of is not None:
@@ -263,8 +304,17 @@ def push_objects(
     statements = _statements(objects, admission)
     copies = _copies(principal, objects, admission, owners)
     accepted: list[Accepted] = []
-    for obj in objects:
-        err = admission_error(principal, obj, admission, owners, statements)
+    for index, obj in enumerate(objects):
+        got = received[index] if received is not None else None
+        check = check_signatures(
+            obj, got, admission.trust, now, admission.algorithms, admission.clock_skew,
+            required, agency,
+        )  # fmt: skip
+        if check.error is not None:
+            result.failures.append(Outcome(object_id(obj), object_version(obj), check.error))
+            continue
+        reshared = (check.resharer or "").lower() == principal.agency.identity_id.lower()
+        err = admission_error(principal, obj, admission, owners, statements, reshared)
         if err is not None and id(obj) in copies:
             # An identical copy of a version another agency pushed (a re-shared producer
             # identity, an extension definition): nothing new to store, so a success.
@@ -273,7 +323,12 @@ def push_objects(
         if err is not None:
             result.failures.append(Outcome(object_id(obj), object_version(obj), err))
             continue
-        accepted.append(Accepted(obj, stamp(principal, obj, received_at, request_id, source_kind)))
+        provenance = stamp(principal, obj, received_at, request_id, source_kind)
+        if check.verdict is not None and check.verdict.verified:
+            text = got.text if got is not None else orjson.dumps(obj).decode()
+            accepted.append(Accepted(obj, provenance, text, summary(check.verdict)))
+        else:
+            accepted.append(Accepted(obj, provenance))
     if not accepted:
         return result
     try:

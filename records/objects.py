@@ -32,6 +32,7 @@ from core.provenance import Provenance
 from core.settings import WritesSettings
 from core.stix import object_version
 from records.date_added import Hold, book_of
+from records.object_signatures import SIGNATURE, SIGNED_TEXT
 from records.rmw import read_modify_write
 
 _REF_FIELDS = ("sighting_of_ref", "source_ref", "target_ref", "relationship_type")
@@ -85,6 +86,10 @@ def new_document(item: Accepted, date_added: str, sharing: SharingPolicy) -> dic
     for name in _REF_FIELDS:
         if isinstance(obj.get(name), str):
             doc[name] = obj[name]
+    if item.signed is not None:
+        # records/object_signatures.py: the text as received, served unchanged
+        doc[SIGNED_TEXT] = item.signed
+        doc[SIGNATURE] = item.signature
     return doc
 
 

@@ -44,6 +44,7 @@ from core.policy import SharingPolicy
 from core.ports import Bus, Store
 from core.services import Services
 from core.settings import STAGES, Settings
+from core.trust import TrustStore
 from correlate.alerter import AlertEngine, run_escalation
 from correlate.rescore import Rescorer
 from correlate.score import AgencyProfile, Scorer
@@ -160,13 +161,29 @@ def build(
     if settings.api.alert_page_ttl_s is None:
         near_real_time = settings.store_url.startswith(("http:", "https:"))
         settings.api.alert_page_ttl_s = NEAR_REAL_TIME_PAGE_TTL_S if near_real_time else 0.0
+    clock = clock or SystemClock()
+    trust = trust_store(settings, clock)  # before any backend opens: a bad list stops the start
     return Services(
         settings=settings,
         bus=bus_from_url(settings.bus_url, settings, stage),
         store=store_from_url(settings.store_url, settings, stage),
-        clock=clock or SystemClock(),
+        clock=clock,
         sharing=sharing_policy(settings),
+        trust=trust,
     )
+
+
+def trust_store(settings: Settings, clock: Clock) -> TrustStore | None:
+    """The trust lists of ``settings.signing`` verified against the pinned roots; None when
+    no roots are configured. A list that cannot be used stops the start (ConfigurationError)."""
+    from threatbay.cli_verify import InputUnusable, load_trust
+
+    if settings.signing.roots_file is None:
+        return None
+    try:
+        return load_trust(settings, None, [], None, clock.now())
+    except InputUnusable as exc:
+        raise ConfigurationError(f"THREATBAY_SIGNING: {exc}") from exc
 
 
 # -------------------------------------------------------------------- stages

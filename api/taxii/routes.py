@@ -6,6 +6,7 @@ One API root, ``/taxii2/api/``; every path ends in ``/``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from typing import Any
@@ -28,6 +29,7 @@ from core.policy import reader_of
 from core.services import Services
 from ingest.budget import grammar_chars
 from ingest.push import admission_for, push_objects
+from ingest.signed import received_objects
 from records.books import records_of
 from records.date_added import book_of
 
@@ -250,9 +252,11 @@ def taxii_router() -> APIRouter:
                 {"Retry-After": str(refusal.retry_after_s)},
             )
         rules = await run_in_threadpool(admission_for, s)
+        received = await run_in_threadpool(received_objects, raw, objects)
         result = await run_in_threadpool(
-            push_objects, p, objects, s.bus, s.clock, rules, str(uuid.uuid4())
-        )
+            functools.partial(push_objects, received=received, from_inbox=True),
+            p, objects, s.bus, s.clock, rules, str(uuid.uuid4()),
+        )  # fmt: skip
         status = service.status_resource(result)
         try:
             await run_in_threadpool(service.save_status, s.store, p.agency.id, status)

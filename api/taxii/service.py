@@ -24,6 +24,7 @@ from core.ownership import canonical_id
 from core.ports import Bus, Filter, Hit, Put, Query, Range, Sort, Store, Term
 from core.stix import object_version
 from ingest.push import PushResult, stamp
+from records.object_signatures import served_form
 from records.objects import delete_versions, versions_of, withdrawal
 from records.owners import close, owners_of, reopen
 
@@ -205,7 +206,8 @@ def envelope(sel: Selection) -> dict[str, Any]:
     doc: dict[str, Any] = {"more": sel.more}
     if sel.more and sel.next:
         doc["next"] = sel.next
-    doc["objects"] = [seen for _, seen in sel.items]
+    # a signed object goes out as received, or marked where the reader's view cut it
+    doc["objects"] = [served_form(d, seen) for d, seen in sel.items]
     return doc
 
 
