@@ -34,14 +34,15 @@ from core.clock import Clock, format_timestamp
 from core.consuming import ConsumerStage, DeadLetter, Handled
 from core.envelope import Accepted
 from core.errors import InvalidPattern
-from core.indicators import RecordChange, record_change
+from core.indicators import RecordChange
 from core.observables import observables
-from core.policy import SharingPolicy, record_audience
+from core.policy import SharingPolicy
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
 from core.settings import OutboxSettings, WritesSettings
 from correlate import merge
-from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
+from correlate.score import AgencyProfile, Scorer
+from correlate.views import announced, assemble, plan_record, snapshot
 from records.changes import ChangeAnnouncer
 from records.objects import (
     note_references,
@@ -53,6 +54,7 @@ from records.objects import (
 )
 from records.outbox import Outbox
 from records.rmw import Contention, read_modify_write
+from records.views import AudienceSource, Materialise, ViewWriter
 
 log = logging.getLogger("threatbay.correlate")
 
@@ -80,7 +82,7 @@ class _Work:
 
     reports: dict[str, list[merge.Report]] = field(default_factory=dict)
     sightings: dict[str, list[merge.Report]] = field(default_factory=dict)
-    links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    links: dict[str, list[merge.Report]] = field(default_factory=dict)
     observables: dict[str, Any] = field(default_factory=dict)
 
     def keys(self) -> set[str]:
@@ -156,6 +158,7 @@ class Correlator(ConsumerStage):
         writes: WritesSettings | None = None,
         outbox: OutboxSettings | None = None,
         batch_size: int = 200,
+        audiences: AudienceSource | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -169,6 +172,8 @@ class Correlator(ConsumerStage):
             store, bus, Outbox(store, clock, self.outbox_settings)
         )
         self.batch_size = batch_size
+        self.audiences = audiences or AudienceSource(store, clock, sharing)
+        self.views = ViewWriter(store, Outbox(store, clock, self.outbox_settings), self.writes)
         self.recent = RecentRecords()
         self._next_sweep = 0.0  # monotonic time of the next change-outbox sweep
         # One long-lived thread (not one per batch: every new thread would open its own
@@ -181,6 +186,7 @@ class Correlator(ConsumerStage):
         """Announce record changes a failed write left in the outbox (at start, then every
         ``outbox.sweep_interval_s``)."""
         if time.monotonic() >= self._next_sweep:
+            self.views.sweep()
             self.changes.announce_pending()
             self._next_sweep = time.monotonic() + self.outbox_settings.sweep_interval_s
 
@@ -203,7 +209,7 @@ class Correlator(ConsumerStage):
 
         work = _Work()
         sighting_refs: dict[str, list[merge.Report]] = {}
-        link_refs: dict[str, list[tuple[str, str]]] = {}
+        link_refs: dict[str, list[merge.Report]] = {}
         referrers: dict[str, dict[str, dict[str, Any]]] = {}
         good: list[Accepted] = []
         for item in accepted:
@@ -268,7 +274,7 @@ class Correlator(ConsumerStage):
         self,
         work: _Work,
         sighting_refs: dict[str, list[merge.Report]],
-        link_refs: dict[str, list[tuple[str, str]]],
+        link_refs: dict[str, list[merge.Report]],
     ) -> dict[str, set[str]]:
         """Map sightings / relationships to the records of the indicators they name.
 
@@ -343,40 +349,59 @@ class Correlator(ConsumerStage):
         return late
 
     def _write_records(self, work: _Work, result: BatchResult) -> None:
-        """Merge, score and write the records ``work`` touches (records/rmw.py)."""
+        """Merge, plan the views of, score and write the records ``work`` touches.
+
+        core/views.py: every view is rebuilt only if its own parts changed; the
+        record document carries its own view and the others' (records/views.py
+        materialises those after the write). records/rmw.py: a conflict re-reads
+        and re-applies.
+        """
         now = self.clock.now()
-        staged: dict[str, RecordChange] = {}
+        at = format_timestamp(now)
+        audiences = self.audiences.current()
+        staged: dict[str, tuple[list[RecordChange], Materialise, dict[str, Any]]] = {}
 
         def change(key: str, stored: Stored | None) -> Put | None:
             # ``stored.doc`` was just read (store or LRU): merged into in place.
-            record = stored.doc if stored else None
-            before = merge.change_basis(record) if record is not None else None
-            if record is None:
+            doc = stored.doc if stored else None
+            old = None
+            if doc is None:
                 observable = work.observables.get(key)
                 if observable is None:
                     return None  # a sighting/link for a record that vanished
                 record = merge.new_record(observable)
+            else:
+                record = merge.upgrade(doc)
+                old = snapshot(record)
             changed = False
             for report in work.reports.get(key, []):
                 changed |= merge.apply_report(record, report)
             for sighting in work.sightings.get(key, []):
                 changed |= merge.apply_sighting(record, sighting)
-            for link_field, ref in work.links.get(key, []):
-                changed |= merge.link(record, link_field, ref)
+            for link in work.links.get(key, []):
+                changed |= merge.apply_link(record, link)
             if not changed:
                 staged.pop(key, None)
                 return None
-            merge.summarise(record)
-            self.scorer.apply(record, self.agency_profile, now)
-            record["audience"] = record_audience(self.sharing, record)
-            kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
-            staged[key] = record_change(key, kinds, format_timestamp(now), record)
-            return Put(key=key, doc=record, expected=stored.version if stored else None)
+            plan = plan_record(record, old, audiences, self.scorer, self.agency_profile, now)
+            rev = int((old or {}).get("rev", 0)) + 1
+            new_doc = assemble(plan, audiences, rev)
+            staged[key] = (
+                announced(key, plan.changes, at),
+                Materialise(key, rev, tuple(new_doc["views"]), tuple(plan.removed)),
+                new_doc,
+            )
+            return Put(key=key, doc=new_doc, expected=stored.version if stored else None)
 
         def note(puts: list[Put]) -> None:
             # Noted before the write: a retried batch finds its reports merged already
             # and would announce nothing (records/outbox.py).
-            result.notes.append(self.changes.note([staged[p.key] for p in puts]))
+            changes = [c for p in puts for c in staged[p.key][0]]
+            if changes:
+                result.notes.append(self.changes.note(changes))
+            views_note = self.views.note([staged[p.key][1] for p in puts])
+            if views_note is not None:
+                result.notes.append(views_note)
 
         pending = sorted(work.keys())
         contention = Contention()
@@ -394,17 +419,18 @@ class Correlator(ConsumerStage):
         for key in pending:
             outcome = written.get(key)
             if outcome is not None and outcome.version is not None and key in staged:
-                self.recent.remember(key, staged[key]["record"], outcome.version)
+                self.recent.remember(key, staged[key][2], outcome.version)
             elif key in staged:
                 self.recent.forget(key)
         result.records_written += len(written)
-        result.changes.extend(staged[k] for k in written)
+        self.views.write([staged[k][1] for k in written if k in staged], [])
+        result.changes.extend(c for k in written if k in staged for c in staged[k][0])
 
 
 def reference_of(
     obj: dict[str, Any], provenance: Provenance
-) -> tuple[str, merge.Report | None, tuple[str, str] | None] | None:
-    """(indicator id, sighting report, link) when ``obj`` attaches to an indicator's record.
+) -> tuple[str, merge.Report | None, merge.Report | None] | None:
+    """(indicator id, sighting report, link report) when ``obj`` attaches to an indicator's record.
 
     A ``sighting`` of an indicator, or an ``indicates`` relationship from an indicator
     to a malware / campaign / intrusion set; ``None`` for anything else.
@@ -418,7 +444,7 @@ def reference_of(
         field_name = LINK_FIELDS.get(target.split("--", 1)[0])
         source = obj.get("source_ref", "")
         if field_name and source.startswith("indicator--"):
-            return source, None, (field_name, target)
+            return source, None, merge.link_report(obj, provenance, field_name)
     return None
 
 

@@ -41,6 +41,7 @@ from correlate.worker import Correlator
 from notify.deliverer import Deliverer
 from notify.notifier import Notifier
 from records.books import records_of
+from records.views import AudienceSource, ViewWriter
 
 __all__ = ["Services", "build"]
 
@@ -159,6 +160,9 @@ def correlator_for(services: Services) -> Correlator:
         writes=s.writes,
         outbox=s.outbox,
         batch_size=s.consumer.correlator_batch,
+        audiences=AudienceSource(
+            services.store, services.clock, services.sharing, s.api.agency_profile_ttl_s
+        ),
     )
 
 
@@ -172,6 +176,13 @@ def rescorer_for(services: Services) -> Rescorer:
         agency_profiles(services),
         max_rate=services.settings.rescore_max_rate or None,
         changes=records_of(services).changes,
+        audiences=AudienceSource(
+            services.store,
+            services.clock,
+            services.sharing,
+            services.settings.api.agency_profile_ttl_s,
+        ),
+        views=ViewWriter(services.store, records_of(services).outbox, services.settings.writes),
     )
 
 
@@ -195,6 +206,7 @@ def notifier_for(services: Services) -> Notifier:
         registry=books.agencies,
         audit=books.audit,
         batch_size=services.settings.consumer.notifier_batch,
+        book=books.alerts,
     )
 
 

@@ -1,0 +1,514 @@
+"""Per-audience views of merged records: noninterference at scale (DOMAIN.md "Noninterference").
+
+The rule: everything a reader observes is computed only from the reports that
+reader may see; adding reports it may not see changes nothing it observes.
+A merged record's derived values (score, base, per-agency p_a, agency and
+jurisdiction counts, labels, STIX ids, first/last seen, TLP, state,
+explanation, the malware it is linked to) are therefore not one global value:
+each reader gets the values computed from *its* visible part of the record.
+
+Audiences. Readers are the registered agencies (a few dozen at most), each
+on two channels, plus one virtual reader per jurisdiction:
+
+- ``r:<agency>`` the agency reading or being notified (``Purpose.READ`` /
+  ``NOTIFY``: TLP:RED reaches named recipients);
+- ``m:<agency>`` the same agency on a machine channel (``STREAM``: RED
+  reaches only its source, core/policy.py);
+- ``j:<J>`` "any agency of jurisdiction J" (``Reader("", J)``, TAXII export):
+  what every agency of J may see, for the alert reports of J's collection.
+
+Parts. A record is made of parts: source reports, sightings (visible only
+with the indicator they sight) and ``indicates`` links to malware / campaigns
+/ intrusion sets (visible only with their indicator). Granular markings
+(STIX 2.1 section 7.2.3) cut single fields of a source for the tokens they
+exclude; a granular marking on ``pattern`` hides the whole source, since the
+record *is* the pattern's value. ``AudienceSet.who_sees`` answers, per
+part's sharing facts, the set of tokens that may see it (memoised: the
+distinct facts are few).
+
+Views. Tokens with the same visible parts share one *view*. A view's content
+is built from its visible parts only (``build``); its *basis* is a digest of
+exactly those parts. One document per distinct view lists exactly the
+tokens that get it (``readers``), so a reader's filter matches exactly one
+document per record: the record document itself for the view that sees every
+part (most records: every reader that sees anything sees everything), and a
+``<key>#<hash>`` document for each other view. Per-view work is only done
+where a view actually differs.
+
+Stability. A view is rebuilt only when its own basis changes. A token whose
+basis is unchanged keeps the content it had (carried over verbatim, whatever
+document it moves to), so a report hidden from a reader never even
+re-stamps that reader's ``scored_at``. A token new to the registry adopts
+an existing view of the same basis.
+
+Readers are stored compressed: ``jur:<J>`` stands for every token of J when
+all of them share the view (the common case: a handful of tags per record,
+not one per agency). A reader's filter is ``r:<agency>`` (or ``m:`` / ``j:``)
+plus ``jur:<its J>`` (core/policy.py ``reader_tags``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from core.markings import normalise_tlp
+from core.policy import (
+    INTERNAL_FIELDS,
+    Purpose,
+    Reader,
+    SharingPolicy,
+    SourceReport,
+    record_link_report,
+    record_sighting_report,
+    record_source_report,
+    report_access,
+)
+from core.provenance import JURISDICTIONS, Tlp
+
+Token = str
+Content = dict[str, Any]
+
+
+#: Source-entry fields a granular selector can name, by the selector's first step.
+GRANULAR_FIELDS: Mapping[str, str] = {
+    "labels": "labels",
+    "indicator_types": "labels",
+    "description": "description",
+    "name": "name",
+    "kill_chain_phases": "kill_chain_phases",
+    "confidence": "confidence",
+    "valid_from": "valid_from",
+    "valid_until": "valid_until",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """One reader on one channel, named by its token."""
+
+    token: Token
+    reader: Reader
+    purpose: Purpose
+    jurisdiction: str
+
+
+def audience_tokens(agency_id: str, jurisdiction: str) -> tuple[Token, Token]:
+    """The read and machine-channel tokens of an agency."""
+    return f"r:{agency_id}", f"m:{agency_id}"
+
+
+def jurisdiction_token(jurisdiction: str) -> Token:
+    return f"j:{jurisdiction}"
+
+
+def all_of(jurisdiction: str) -> str:
+    """The compressed tag standing for every token of ``jurisdiction``."""
+    return f"jur:{jurisdiction}"
+
+
+@dataclass(eq=False)
+class AudienceSet:
+    """Every audience of the registry, with the sharing policy that decides for them.
+
+    Built from the registered agencies (rebuilt when the registry changes;
+    ``fingerprint`` names the set). Memoises ``who_sees`` per report facts.
+    """
+
+    policy: SharingPolicy
+    members: tuple[Audience, ...]
+    fingerprint: str = ""
+    jurisdiction_of: dict[Token, str] = field(default_factory=dict)
+    tokens_of: dict[str, frozenset[Token]] = field(default_factory=dict)
+    _seen: dict[SourceReport, frozenset[Token]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.jurisdiction_of = {a.token: a.jurisdiction for a in self.members}
+        by_j: dict[str, set[Token]] = {j: set() for j in JURISDICTIONS}
+        for a in self.members:
+            by_j.setdefault(a.jurisdiction, set()).add(a.token)
+        self.tokens_of = {j: frozenset(t) for j, t in by_j.items()}
+        if not self.fingerprint:
+            facts = [
+                (a.token, a.reader.jurisdiction, sorted(a.reader.crossborder_consent))
+                for a in self.members
+            ]
+            self.fingerprint = hashlib.sha1(orjson.dumps(facts)).hexdigest()[:16]
+
+    @property
+    def tokens(self) -> frozenset[Token]:
+        return frozenset(self.jurisdiction_of)
+
+    def who_sees(self, report: SourceReport) -> frozenset[Token]:
+        """Tokens whose reader may see ``report`` for its channel's purpose (memoised)."""
+        found = self._seen.get(report)
+        if found is None:
+            if len(self._seen) >= 8192:
+                self._seen.clear()
+            found = self._seen[report] = frozenset(
+                a.token
+                for a in self.members
+                if report_access(self.policy, a.reader, a.purpose, report)[0]
+            )
+        return found
+
+    def compress(self, tokens: Iterable[Token]) -> list[str]:
+        """Stored form: ``jur:<J>`` for a jurisdiction whose every token is present."""
+        have = set(tokens)
+        out: list[str] = []
+        for j in sorted(self.tokens_of):
+            every = self.tokens_of[j]
+            if every and every <= have:
+                out.append(all_of(j))
+                have -= every
+        return sorted(out) + sorted(have)
+
+    def expand(self, stored: Iterable[str]) -> frozenset[Token]:
+        """The tokens a stored readers list stands for, in the current registry."""
+        out: set[Token] = set()
+        for tag in stored:
+            if tag.startswith("jur:"):
+                out |= self.tokens_of.get(tag[4:], frozenset())
+            elif tag in self.jurisdiction_of:
+                out.add(tag)
+        return frozenset(out)
+
+
+def audiences_of(policy: SharingPolicy, readers: Iterable[Reader]) -> AudienceSet:
+    """The audience set of the registered agencies (as readers) under ``policy``."""
+    members: list[Audience] = []
+    for reader in sorted(readers, key=lambda r: r.agency_id):
+        read, machine = audience_tokens(reader.agency_id, reader.jurisdiction)
+        members.append(Audience(read, reader, Purpose.READ, reader.jurisdiction))
+        members.append(Audience(machine, reader, Purpose.STREAM, reader.jurisdiction))
+    for j in JURISDICTIONS:
+        members.append(Audience(jurisdiction_token(j), Reader("", j), Purpose.TAXII_EXPORT, j))
+    return AudienceSet(policy, tuple(members))
+
+
+# ------------------------------------------------------------------ parts
+
+
+def _tlp(value: Any) -> Tlp:
+    try:
+        return normalise_tlp(str(value))
+    except ValueError:
+        return "red"
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Who may see each part of a record (indexes into its lists), and field cuts."""
+
+    sources: tuple[frozenset[Token], ...]
+    sightings: tuple[frozenset[Token], ...]
+    links: tuple[frozenset[Token], ...]
+    #: per source: (entry field, tokens that may NOT see it)
+    cuts: tuple[tuple[tuple[str, frozenset[Token]], ...], ...]
+
+
+def parts_of(record: Mapping[str, Any], audiences: AudienceSet) -> Parts:
+    """Who sees what of ``record`` (module docstring: parts, granular cuts)."""
+    everyone = audiences.tokens
+    sources_who: list[frozenset[Token]] = []
+    cuts: list[tuple[tuple[str, frozenset[Token]], ...]] = []
+    by_id: dict[str, frozenset[Token]] = {}
+    for source in record.get("sources") or []:
+        report = record_source_report(record, source)
+        who = audiences.who_sees(report)
+        source_cuts: dict[str, frozenset[Token]] = {}
+        for selector, level in sorted((source.get("granular") or {}).items()):
+            root = selector.split(".", 1)[0]
+            allowed = audiences.who_sees(replace(report, tlp=_tlp(level)))
+            if root == "pattern":
+                who = who & allowed
+            elif root in GRANULAR_FIELDS:
+                name = GRANULAR_FIELDS[root]
+                source_cuts[name] = source_cuts.get(name, frozenset()) | (everyone - allowed)
+        sources_who.append(who)
+        cuts.append(tuple(sorted(source_cuts.items())))
+        stix_id = source.get("stix_id")
+        if isinstance(stix_id, str):
+            by_id[stix_id] = by_id.get(stix_id, frozenset()) | who
+    any_source = frozenset().union(*sources_who) if sources_who else frozenset()
+    all_sources = frozenset.intersection(*sources_who) if sources_who else frozenset()
+
+    def of(entry: Mapping[str, Any]) -> frozenset[Token]:
+        ref = entry.get("of")
+        return by_id.get(ref, frozenset()) if isinstance(ref, str) else any_source
+
+    sightings = tuple(
+        audiences.who_sees(record_sighting_report(record, s)) & of(s)
+        for s in record.get("sightings") or []
+    )
+    links = tuple(
+        (audiences.who_sees(record_link_report(record, link)) & of(link))
+        if link.get("agency")
+        else all_sources  # links stored before they carried their source: the full view only
+        for link in record.get("links") or []
+    )
+    return Parts(tuple(sources_who), sightings, links, tuple(cuts))
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    """The parts one group of tokens sees (entries with their cut fields removed)."""
+
+    sources: tuple[dict[str, Any], ...]
+    sightings: tuple[dict[str, Any], ...]
+    links: tuple[dict[str, Any], ...]
+    basis: str
+
+
+def _basis(sources: Sequence[Any], sightings: Sequence[Any], links: Sequence[Any]) -> str:
+    raw = orjson.dumps([sources, sightings, links], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha1(raw).hexdigest()[:20]
+
+
+def visible_parts(record: Mapping[str, Any], parts: Parts, token: Token) -> Visible:
+    """What ``token`` sees of ``record``."""
+    sources: list[dict[str, Any]] = []
+    for entry, who, cuts in zip(record.get("sources") or [], parts.sources, parts.cuts,
+                                strict=True):  # fmt: skip
+        if token not in who:
+            continue
+        cut = [name for name, hidden in cuts if token in hidden]
+        sources.append({k: v for k, v in entry.items() if k not in cut} if cut else entry)
+    sightings = [
+        s for s, who in zip(record.get("sightings") or [], parts.sightings, strict=True)
+        if token in who
+    ]  # fmt: skip
+    links = [
+        lk for lk, who in zip(record.get("links") or [], parts.links, strict=True) if token in who
+    ]
+    return Visible(tuple(sources), tuple(sightings), tuple(links),
+                   _basis(sources, sightings, links))  # fmt: skip
+
+
+def full_basis(record: Mapping[str, Any]) -> str:
+    """Basis of the view that sees every part of ``record``."""
+    return _basis(record.get("sources") or [], record.get("sightings") or [],
+                  record.get("links") or [])  # fmt: skip
+
+
+def signature(parts: Parts, token: Token) -> tuple[Any, ...]:
+    """What distinguishes one token's visible parts from another's."""
+    return (
+        tuple(i for i, who in enumerate(parts.sources) if token in who),
+        tuple(
+            (i, tuple(n for n, hidden in cuts if token in hidden))
+            for i, cuts in enumerate(parts.cuts)
+            if cuts and token in parts.sources[i]
+        ),
+        tuple(i for i, who in enumerate(parts.sightings) if token in who),
+        tuple(i for i, who in enumerate(parts.links) if token in who),
+    )
+
+
+# ------------------------------------------------------------------ planning
+
+
+def content_of(doc: Mapping[str, Any]) -> Content:
+    """A stored view document without its bookkeeping (what a reader's view is built from)."""
+    return {k: v for k, v in doc.items() if k not in INTERNAL_FIELDS}
+
+
+@dataclass
+class ViewDoc:
+    """One view document to store: its key, content, exact tokens and basis."""
+
+    key: str
+    content: Content
+    tokens: frozenset[Token]
+    basis: str
+
+
+@dataclass
+class Change:
+    """Tokens whose view changed from ``before`` (None: they saw nothing) to ``after``."""
+
+    tokens: frozenset[Token]
+    before: Content | None
+    after: Content
+    doc_key: str
+
+
+@dataclass
+class Plan:
+    """The record document's content and readers, its other views, and what changed."""
+
+    full: Content
+    full_tokens: frozenset[Token]
+    full_basis: str
+    partials: list[ViewDoc]
+    removed: list[str]
+    changes: list[Change]
+
+
+def _hash_key(record_key: str, tokens: Iterable[Token], taken: set[str]) -> str:
+    digest = hashlib.sha1(",".join(sorted(tokens)).encode()).hexdigest()
+    n = 16
+    while f"{record_key}#{digest[:n]}" in taken and n < len(digest):
+        n += 4
+    return f"{record_key}#{digest[:n]}"
+
+
+def plan_views(
+    record: Mapping[str, Any],
+    audiences: AudienceSet,
+    build: Callable[[Visible], Content],
+    *,
+    old: Mapping[str, Any] | None = None,
+    force_full: bool = False,
+) -> Plan:
+    """Decide every view of ``record`` (its parts as merged now) against ``old``.
+
+    ``old`` is the record document as stored before this change (None for a new
+    record). ``build`` computes a view's content from its visible parts (once
+    per distinct new basis). ``force_full`` rebuilds the record document's own
+    content even if its basis did not change.
+    """
+    key = str(record["key"])
+    parts = parts_of(record, audiences)
+    new_full_basis = full_basis(record)
+
+    # What each token had before: (doc key, basis, content).
+    before: dict[Token, tuple[str, str, Content]] = {}
+    old_contents: dict[str, tuple[str, Content]] = {}  # doc key -> (basis, content)
+    if old is not None and "basis" in old:
+        old_full = content_of(old)
+        old_contents[key] = (str(old["basis"]), old_full)
+        for token in audiences.expand(old.get("readers") or []):
+            before[token] = (key, str(old["basis"]), old_full)
+        for view in old.get("views") or []:
+            old_contents[view["key"]] = (str(view["basis"]), view["view"])
+            for token in audiences.expand(view.get("readers") or []):
+                before[token] = (view["key"], str(view["basis"]), view["view"])
+    elif old is not None:  # stored before views existed: everyone saw (a filter of) it
+        legacy = content_of(old)
+        for token in audiences.tokens:
+            before[token] = ("", "", legacy)
+
+    # Group tokens by what they see now.
+    groups: dict[tuple[Any, ...], list[Token]] = {}
+    for token in sorted(audiences.tokens):
+        sig = signature(parts, token)
+        if sig[0]:  # sees at least one source: a record with no visible source is not shown
+            groups.setdefault(sig, []).append(token)
+
+    full_unchanged = (
+        not force_full and key in old_contents and old_contents[key][0] == new_full_basis
+    )
+    built: dict[str, Content] = {}
+
+    def content_for(visible: Visible) -> Content:
+        if visible.basis not in built:
+            built[visible.basis] = build(visible)
+        return built[visible.basis]
+
+    if full_unchanged:
+        full_content = old_contents[key][1]
+    else:
+        everything = Visible(
+            tuple(record.get("sources") or []),
+            tuple(record.get("sightings") or []),
+            tuple(record.get("links") or []),
+            new_full_basis,
+        )
+        full_content = content_for(everything)
+
+    # Decide each token's content source: ("old", doc key) or ("new", basis).
+    assigned: dict[tuple[str, str], list[Token]] = {}
+    visible_of: dict[tuple[str, str], Visible] = {}
+    by_basis_old: dict[str, str] = {}
+    for doc_key, (basis, _) in sorted(old_contents.items(), key=lambda kv: (kv[0] != key, kv[0])):
+        by_basis_old.setdefault(basis, doc_key)
+    for tokens in groups.values():
+        visible = visible_parts(record, parts, tokens[0])
+        for token in tokens:
+            had = before.get(token)
+            if had is not None and had[0] and had[1] == visible.basis:
+                source = ("old", had[0])
+            elif had is None and visible.basis in by_basis_old:
+                source = ("old", by_basis_old[visible.basis])  # a new reader adopts
+            else:
+                source = ("new", visible.basis)
+            if source == ("old", key) and not full_unchanged:
+                # The record document is rebuilt; the old full content moves to its own view.
+                source = ("kept", key)
+            assigned.setdefault(source, []).append(token)
+            visible_of[source] = visible
+
+    full_source = ("old", key) if full_unchanged else ("new", new_full_basis)
+    full_tokens = frozenset(assigned.pop(full_source, []))
+    content_by_source: dict[tuple[str, str], tuple[str, Content]] = {
+        full_source: (key, full_content)
+    }
+    partials: list[ViewDoc] = []
+    # Views carried over keep their document; the others get a key of their tokens.
+    kept_keys = {ref for (kind, ref) in assigned if kind == "old"}
+    taken = {key} | kept_keys
+    for source, tokens in sorted(assigned.items()):
+        kind, ref = source
+        if kind == "old":
+            doc_key, content = ref, old_contents[ref][1]
+        else:
+            doc_key = _hash_key(key, tokens, taken)
+            taken.add(doc_key)
+            content = content_for(visible_of[source]) if kind == "new" else old_contents[key][1]
+        partials.append(ViewDoc(doc_key, content, frozenset(tokens), visible_of[source].basis))
+        content_by_source[source] = (doc_key, content)
+    kept_keys = {v.key for v in partials}
+    removed = sorted(k for k in old_contents if k != key and k not in kept_keys)
+
+    # What changed, for whom (one change per (old content, new content) pair).
+    changes: dict[tuple[str, str], Change] = {}
+    sources_of: dict[Token, tuple[str, str]] = dict.fromkeys(full_tokens, full_source)
+    for source, tokens in assigned.items():
+        for token in tokens:
+            sources_of[token] = source
+    for token, source in sorted(sources_of.items()):
+        doc_key, content = content_by_source[source]
+        had = before.get(token)
+        if (
+            had is not None
+            and source[0] in ("old", "kept")
+            and had[0] == (key if source[0] == "kept" else source[1])
+        ):
+            continue  # same content as before: nothing happened for this reader
+        pair = (had[0] if had else "", doc_key)
+        if pair not in changes:
+            changes[pair] = Change(frozenset(), had[2] if had else None, content, doc_key)
+        changes[pair].tokens = changes[pair].tokens | {token}
+    return Plan(
+        full=full_content,
+        full_tokens=full_tokens,
+        full_basis=new_full_basis,
+        partials=partials,
+        removed=removed,
+        changes=list(changes.values()),
+    )
+
+
+def stored_views(plan: Plan, audiences: AudienceSet) -> list[dict[str, Any]]:
+    """The record document's ``views`` bookkeeping for ``plan``."""
+    return [
+        {
+            "key": v.key,
+            "readers": audiences.compress(v.tokens),
+            "basis": v.basis,
+            "view": v.content,
+        }
+        for v in plan.partials
+    ]
+
+
+def rescore_due(full: Mapping[str, Any], views: Sequence[Mapping[str, Any]]) -> str | None:
+    """The earliest ``next_rescore_at`` of the record's views (what the re-score pages on)."""
+    moments = [full.get("next_rescore_at")] + [v["view"].get("next_rescore_at") for v in views]
+    found = [m for m in moments if isinstance(m, str)]
+    return min(found) if found else None
