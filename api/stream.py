@@ -118,8 +118,6 @@ async def alert_stream(
     loop = asyncio.get_running_loop()
     stop_at = loop.time() + max_seconds if max_seconds is not None else None
     while not await request.is_disconnected():
-        if stop_at is not None and loop.time() >= stop_at:
-            return
         since = max(high - LAG_US, floor[0])
         fresh = await asyncio.to_thread(unsent_events, store, since, is_new, tags=tags)
         versions = await asyncio.to_thread(_versions_of, store, book, fresh, list(tags))
@@ -143,6 +141,8 @@ async def alert_stream(
         # Ids at or below the window are never read again: forget them.
         while sent and next(iter(sent.values())) < high - LAG_US:
             sent.popitem(last=False)
+        if stop_at is not None and loop.time() >= stop_at:
+            return  # (checked after a poll: a stream always polls at least once)
         if not fresh:
             idle += poll_s
             if idle >= heartbeat_s:

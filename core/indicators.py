@@ -37,6 +37,8 @@ class SourceEntry(TypedDict, total=False):
     description: str | None
     name: str | None
     granular: dict[str, str]
+    #: every observable type of the report's pattern (what may cross is decided on all)
+    observable_types: list[str]
 
 
 class SightingEntry(TypedDict, total=False):

@@ -385,13 +385,18 @@ def _record_tlp(value: Any) -> Tlp:
 def record_source_report(record: Mapping[str, Any], source: Mapping[str, Any]) -> SourceReport:
     """Sharing facts of one source entry of a merged record."""
     obs = record.get("observable_type")
+    crossing = source.get("observable_types")
+    if isinstance(crossing, list):  # every observable type of the report's pattern
+        types = frozenset(str(t) for t in crossing)
+    else:  # stored before sources carried them: the record's own type
+        types = frozenset({obs}) if isinstance(obs, str) else frozenset()
     return SourceReport(
         agency=str(source.get("agency", "")),
         jurisdiction=str(source.get("jurisdiction", "")),
         tlp=_record_tlp(source.get("tlp")),
         recipients=frozenset(source.get("recipients") or ()),
         object_type="indicator",
-        observable_types=frozenset({obs}) if isinstance(obs, str) else frozenset(),
+        observable_types=types,
     )
 
 
@@ -673,7 +678,13 @@ def record_audience(policy: SharingPolicy, record: Mapping[str, Any]) -> list[st
     key = (
         record.get("observable_type"),
         tuple(
-            (s.get("agency"), s.get("jurisdiction"), s.get("tlp"), tuple(s.get("recipients") or ()))
+            (
+                s.get("agency"),
+                s.get("jurisdiction"),
+                s.get("tlp"),
+                tuple(s.get("recipients") or ()),
+                tuple(s.get("observable_types") or ()),
+            )
             for s in sources
         ),
     )

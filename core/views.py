@@ -295,20 +295,6 @@ def full_basis(record: Mapping[str, Any]) -> str:
                   record.get("links") or [])  # fmt: skip
 
 
-def signature(parts: Parts, token: Token) -> tuple[Any, ...]:
-    """What distinguishes one token's visible parts from another's."""
-    return (
-        tuple(i for i, who in enumerate(parts.sources) if token in who),
-        tuple(
-            (i, tuple(n for n, hidden in cuts if token in hidden))
-            for i, cuts in enumerate(parts.cuts)
-            if cuts and token in parts.sources[i]
-        ),
-        tuple(i for i, who in enumerate(parts.sightings) if token in who),
-        tuple(i for i, who in enumerate(parts.links) if token in who),
-    )
-
-
 # ------------------------------------------------------------------ planning
 
 
@@ -357,6 +343,54 @@ def _hash_key(record_key: str, tokens: Iterable[Token], taken: set[str]) -> str:
     return f"{record_key}#{digest[:n]}"
 
 
+def partition(parts: Parts) -> list[frozenset[Token]]:
+    """Tokens grouped by what they see, by set refinement over the parts (not per token).
+
+    Tokens that see no source are in no group (a record with no visible source is
+    not shown; a sighting or link is never seen without its source).
+    """
+    if not parts.sources:
+        return []
+    groups = [frozenset().union(*parts.sources)]
+    splitters = [*parts.sources, *parts.sightings, *parts.links]
+    splitters += [hidden for cuts in parts.cuts for _, hidden in cuts]
+    for who in splitters:
+        if all(g <= who or not (g & who) for g in groups):
+            continue  # the common case: this part splits nobody
+        nxt: list[frozenset[Token]] = []
+        for g in groups:
+            inside, outside = g & who, g - who
+            nxt.extend(x for x in (inside, outside) if x)
+        groups = nxt
+    return groups
+
+
+@dataclass(frozen=True, slots=True)
+class _Had:
+    """A document of the stored record: its key, basis, content and the tokens reading it."""
+
+    key: str
+    basis: str
+    content: Content
+    tokens: frozenset[Token]
+
+
+def _old_views(old: Mapping[str, Any] | None, audiences: AudienceSet, key: str) -> list[_Had]:
+    if old is None:
+        return []
+    if "basis" not in old:  # stored before views existed: everyone saw (a filter of) it
+        return [_Had("", "", content_of(old), audiences.tokens)]
+    had = [
+        _Had(key, str(old["basis"]), content_of(old), audiences.expand(old.get("readers") or []))
+    ]
+    for view in old.get("views") or []:
+        had.append(
+            _Had(view["key"], str(view["basis"]), view["view"],
+                 audiences.expand(view.get("readers") or []))
+        )  # fmt: skip
+    return had
+
+
 def plan_views(
     record: Mapping[str, Any],
     audiences: AudienceSet,
@@ -370,38 +404,20 @@ def plan_views(
     ``old`` is the record document as stored before this change (None for a new
     record). ``build`` computes a view's content from its visible parts (once
     per distinct new basis). ``force_full`` rebuilds the record document's own
-    content even if its basis did not change.
+    content even if its basis did not change. Work is by set operations over the
+    record's parts and stored views, never a loop over every reader.
     """
     key = str(record["key"])
     parts = parts_of(record, audiences)
     new_full_basis = full_basis(record)
-
-    # What each token had before: (doc key, basis, content).
-    before: dict[Token, tuple[str, str, Content]] = {}
-    old_contents: dict[str, tuple[str, Content]] = {}  # doc key -> (basis, content)
-    if old is not None and "basis" in old:
-        old_full = content_of(old)
-        old_contents[key] = (str(old["basis"]), old_full)
-        for token in audiences.expand(old.get("readers") or []):
-            before[token] = (key, str(old["basis"]), old_full)
-        for view in old.get("views") or []:
-            old_contents[view["key"]] = (str(view["basis"]), view["view"])
-            for token in audiences.expand(view.get("readers") or []):
-                before[token] = (view["key"], str(view["basis"]), view["view"])
-    elif old is not None:  # stored before views existed: everyone saw (a filter of) it
-        legacy = content_of(old)
-        for token in audiences.tokens:
-            before[token] = ("", "", legacy)
-
-    # Group tokens by what they see now.
-    groups: dict[tuple[Any, ...], list[Token]] = {}
-    for token in sorted(audiences.tokens):
-        sig = signature(parts, token)
-        if sig[0]:  # sees at least one source: a record with no visible source is not shown
-            groups.setdefault(sig, []).append(token)
-
+    had = _old_views(old, audiences, key)
+    old_by_key = {h.key: h for h in had if h.key}
+    adopt: dict[str, str] = {}
+    for h in sorted(had, key=lambda h: (h.key != key, h.key)):
+        if h.key:
+            adopt.setdefault(h.basis, h.key)
     full_unchanged = (
-        not force_full and key in old_contents and old_contents[key][0] == new_full_basis
+        not force_full and key in old_by_key and old_by_key[key].basis == new_full_basis
     )
     built: dict[str, Content] = {}
 
@@ -411,86 +427,88 @@ def plan_views(
         return built[visible.basis]
 
     if full_unchanged:
-        full_content = old_contents[key][1]
+        full_content = old_by_key[key].content
     else:
-        everything = Visible(
-            tuple(record.get("sources") or []),
-            tuple(record.get("sightings") or []),
-            tuple(record.get("links") or []),
-            new_full_basis,
+        full_content = content_for(
+            Visible(
+                tuple(record.get("sources") or []),
+                tuple(record.get("sightings") or []),
+                tuple(record.get("links") or []),
+                new_full_basis,
+            )
         )
-        full_content = content_for(everything)
 
-    # Decide each token's content source: ("old", doc key) or ("new", basis).
-    assigned: dict[tuple[str, str], list[Token]] = {}
-    visible_of: dict[tuple[str, str], Visible] = {}
-    by_basis_old: dict[str, str] = {}
-    for doc_key, (basis, _) in sorted(old_contents.items(), key=lambda kv: (kv[0] != key, kv[0])):
-        by_basis_old.setdefault(basis, doc_key)
-    for tokens in groups.values():
-        visible = visible_parts(record, parts, tokens[0])
-        for token in tokens:
-            had = before.get(token)
-            if had is not None and had[0] and had[1] == visible.basis:
-                source = ("old", had[0])
-            elif had is None and visible.basis in by_basis_old:
-                source = ("old", by_basis_old[visible.basis])  # a new reader adopts
-            else:
-                source = ("new", visible.basis)
-            if source == ("old", key) and not full_unchanged:
-                # The record document is rebuilt; the old full content moves to its own view.
-                source = ("kept", key)
-            assigned.setdefault(source, []).append(token)
-            visible_of[source] = visible
+    # Each group of tokens seeing alike, split by the document each part of it read.
+    Source = tuple[str, str]  # ("old", doc key) | ("kept", record key) | ("new", basis)
+    assigned: dict[Source, set[Token]] = {}
+    visible_of: dict[Source, Visible] = {}
+    moves: dict[tuple[str, Source], set[Token]] = {}  # (old doc key or "", source) -> tokens
 
-    full_source = ("old", key) if full_unchanged else ("new", new_full_basis)
-    full_tokens = frozenset(assigned.pop(full_source, []))
-    content_by_source: dict[tuple[str, str], tuple[str, Content]] = {
-        full_source: (key, full_content)
-    }
+    def put(source: Source, tokens: frozenset[Token], came_from: str, visible: Visible) -> None:
+        if source == ("old", key) and not full_unchanged:
+            source = ("kept", key)  # the record document is rebuilt: its old content moves
+        assigned.setdefault(source, set()).update(tokens)
+        visible_of[source] = visible
+        moves.setdefault((came_from, source), set()).update(tokens)
+
+    for group in partition(parts):
+        visible = visible_parts(record, parts, min(group))
+        rest = group
+        for h in had:
+            mine = rest & h.tokens
+            if not mine:
+                continue
+            rest = rest - mine
+            carried = bool(h.key) and h.basis == visible.basis
+            put(("old", h.key) if carried else ("new", visible.basis), mine, h.key, visible)
+        if rest:  # readers new to this record's views (the registry changed): adopt or build
+            found = adopt.get(visible.basis)
+            put(("old", found) if found else ("new", visible.basis), rest, "", visible)
+
+    full_source: Source = ("old", key) if full_unchanged else ("new", new_full_basis)
+    full_tokens = frozenset(assigned.pop(full_source, set()))
+    content_by_source: dict[Source, tuple[str, Content]] = {full_source: (key, full_content)}
     partials: list[ViewDoc] = []
     # Views carried over keep their document; the others get a key of their tokens.
-    kept_keys = {ref for (kind, ref) in assigned if kind == "old"}
-    taken = {key} | kept_keys
+    taken = {key} | {ref for (kind, ref) in assigned if kind == "old"}
     for source, tokens in sorted(assigned.items()):
         kind, ref = source
         if kind == "old":
-            doc_key, content = ref, old_contents[ref][1]
+            doc_key, content = ref, old_by_key[ref].content
         else:
             doc_key = _hash_key(key, tokens, taken)
             taken.add(doc_key)
-            content = content_for(visible_of[source]) if kind == "new" else old_contents[key][1]
+            content = content_for(visible_of[source]) if kind == "new" else old_by_key[key].content
         partials.append(ViewDoc(doc_key, content, frozenset(tokens), visible_of[source].basis))
         content_by_source[source] = (doc_key, content)
     kept_keys = {v.key for v in partials}
-    removed = sorted(k for k in old_contents if k != key and k not in kept_keys)
+    removed = sorted(k for k in old_by_key if k != key and k not in kept_keys)
 
-    # What changed, for whom (one change per (old content, new content) pair).
-    changes: dict[tuple[str, str], Change] = {}
-    sources_of: dict[Token, tuple[str, str]] = dict.fromkeys(full_tokens, full_source)
-    for source, tokens in assigned.items():
-        for token in tokens:
-            sources_of[token] = source
-    for token, source in sorted(sources_of.items()):
-        doc_key, content = content_by_source[source]
-        had = before.get(token)
-        if (
-            had is not None
-            and source[0] in ("old", "kept")
-            and had[0] == (key if source[0] == "kept" else source[1])
-        ):
-            continue  # same content as before: nothing happened for this reader
-        pair = (had[0] if had else "", doc_key)
-        if pair not in changes:
-            changes[pair] = Change(frozenset(), had[2] if had else None, content, doc_key)
-        changes[pair].tokens = changes[pair].tokens | {token}
+    changes: list[Change] = []
+    for (came_from, source), tokens in sorted(moves.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        if source == full_source:
+            doc_key, content = key, full_content
+        else:
+            doc_key, content = content_by_source[source]
+        unchanged = came_from and (
+            (source[0] == "old" and source[1] == came_from)
+            or (source[0] == "kept" and came_from == key)
+        )
+        if unchanged:
+            continue  # same content as before: nothing happened for these readers
+        before = (
+            old_by_key[came_from].content
+            if came_from
+            else (had[0].content if had and not had[0].key else None)
+        )
+        changes.append(Change(frozenset(tokens), before, content, doc_key))
     return Plan(
         full=full_content,
         full_tokens=full_tokens,
         full_basis=new_full_basis,
         partials=partials,
         removed=removed,
-        changes=list(changes.values()),
+        changes=changes,
     )
 
 

@@ -8,9 +8,17 @@ applies every trigger to the open alert of its dedup key through
 events on ``intel.alerts``). A change event that is not one (undecodable, no
 record) goes to ``intel.dlq`` with its reason.
 
-Idempotent under replay: a trigger's id is a hash of the change event, the
-alert remembers the triggers it has applied, and re-applying one only
-re-announces (same ids, same content) the events it produced the first time.
+Per reader (DOMAIN.md "Noninterference"): a change is one *view* of a record
+changing for a group of readers (core/views.py); the rules are evaluated on
+that view, surge counts are the records those readers see, and the trigger is
+routed to those readers' versions of the alert (core/alerts.py ``route``), so
+no reader's alert moves because of a report it may not see. A change announced
+before views existed reaches the readers who see all of its record.
+
+Idempotent under replay: a trigger's id is a hash of the change event (without
+whose view it is), the alert remembers the triggers it has applied, and
+re-applying one only re-announces (same ids, same content) the events it
+produced the first time.
 """
 
 from __future__ import annotations

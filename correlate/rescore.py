@@ -26,6 +26,13 @@ only sort and filter on a stored value. So each record carries
 - reads at most ``max_rate`` records/s (setting ``rescore_max_rate``) so a
   backlog (e.g. after downtime) drains without starving ingestion of the store.
 
+A record with per-reader views (core/views.py) is due when any of its views
+is (``rescore_due``); each due view is re-scored on its own and a view that is
+not due is left exactly as it was, so no reader's view moves because another's
+did. When the audience set changes (an agency added, consent or jurisdiction
+changed, a new whitelist), the loop first re-plans every record's views
+(``review``).
+
 Only the store and bus ports are used; the API still decays on read
 (``current_score``) so what a caller sees is current between passes.
 """

@@ -14,7 +14,12 @@ the pure functions of ``correlate.merge`` / ``correlate.score`` and writes
 - idempotent: re-applying a report already merged changes nothing, so a
   replay from offset 0 leaves the records as they were;
 - record changes are noted in the outbox before the write and published after
-  it (records/changes.py), so the alert engine hears of every change.
+  it (records/changes.py), so the alert engine hears of every change;
+- noninterference (DOMAIN.md; core/views.py): each record is written with the
+  view of every group of readers that sees it alike; a view is rebuilt only
+  when its own parts change, and a change is announced once per group of
+  readers whose view changed (with who they are), so the alert engine never
+  hears of a report on behalf of a reader that may not see it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from core.envelope import Accepted
 from core.errors import InvalidPattern
 from core.indicators import RecordChange
 from core.observables import observables
-from core.policy import SharingPolicy
+from core.policy import SharingPolicy, source_report_of
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
 from core.settings import OutboxSettings, WritesSettings
@@ -265,8 +270,12 @@ class Correlator(ConsumerStage):
         obj = item.obj
         if obj.get("pattern_type", "stix") != "stix":
             return
+        # What may cross a border is decided on the whole object (every observable type its
+        # pattern carries, core/crossborder.py); its part of each record is shared alike.
+        crossing = sorted(source_report_of(obj, item.provenance).observable_types)
         for observable in observables(obj["pattern"]):
             report = merge.source_report(obj, item.provenance, observable)
+            report["observable_types"] = crossing
             work.reports.setdefault(observable.key, []).append(report)
             work.observables[observable.key] = observable
 

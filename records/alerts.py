@@ -86,7 +86,7 @@ _SEQ_DIGITS = 17
 #: Bookkeeping of a stored alert version (never shown to a reader).
 VERSION_FIELDS = ("readers", "reader_tokens", "rev")
 #: Bookkeeping of a stored alert event (never shown to a reader).
-EVENT_FIELDS = ("readers", "version")
+EVENT_FIELDS = ("readers", "version", "dedup_key")
 
 
 class EventSequencer:
@@ -143,6 +143,7 @@ def event_doc(
     if readers is not None:
         doc["readers"] = list(readers)  # type: ignore[typeddict-unknown-key]
         doc["version"] = version or alert["id"]  # type: ignore[typeddict-unknown-key]
+        doc["dedup_key"] = alert.get("dedup_key")  # type: ignore[typeddict-unknown-key]
     return doc
 
 
@@ -490,13 +491,13 @@ class AlertBook:
 
     def _announce_noted(self, entries: list[dict[str, Any]]) -> int:
         docs: list[AlertEvent] = entries  # type: ignore[assignment]
-        dedups = sorted({str(d.get("dedup_key") or "") for d in docs} - {""})
-        alerts = self.store.get_many(names.INDEX_ALERTS, sorted({d["alert_id"] for d in docs}))
-        dedups = sorted({str(st.doc.get("dedup_key")) for st in alerts.values()} | set(dedups))
-        heads = self.heads(dedups)
-        audiences = self.audience_set()
+        # The heads were written (or the note would have been retried with its batch):
+        # materialise their versions again, then announce.
+        dedups = {str(d.get("dedup_key")) for d in entries if d.get("dedup_key")}
+        heads = self.heads(sorted(dedups))
         self._materialise(
-            [(_versions(h.doc), int(h.doc.get("rev", 0))) for h in heads.values()], audiences
+            [(_versions(h.doc), int(h.doc.get("rev", 0))) for h in heads.values()],
+            self.audience_set(),
         )
         self._announce_docs(docs)
         reported = {d["alert_id"] for d in docs if d["type"] in _REPORTED}

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import dataclasses
 import difflib
+import functools
 import threading
 import time
 import uuid
@@ -45,13 +46,13 @@ from core.crossborder import whitelist_from_yaml_text
 from core.policy import SharingPolicy
 from core.ports import Consumer, Query, Store
 from core.settings import ApiSettings, Settings
-from correlate.alerter import escalation_tick
+from correlate.alerter import AlertEngine, escalation_tick
+from correlate.rules import RuleSet, load_ruleset
 from records.agencies import AgencyRegistry
 from records.books import records_of
 from records.webhooks import WebhookDirectory
 from threatbay.bootstrap import (
     Services,
-    alert_engine_for,
     build,
     correlator_for,
     notifier_for,
@@ -118,9 +119,16 @@ rules:
 """
 
 
+@functools.cache
 def ni_policy() -> SharingPolicy:
-    """The sharing policy of every noninterference world (``WHITELIST_YAML``)."""
+    """The sharing policy of every noninterference world (``WHITELIST_YAML``; pure, shared)."""
     return SharingPolicy(whitelist_from_yaml_text(WHITELIST_YAML))
+
+
+@functools.cache
+def ni_rules() -> RuleSet:
+    """The shipped alert rules, parsed once."""
+    return load_ruleset()
 
 
 @dataclass
@@ -516,10 +524,10 @@ class World:
             ask(f"/api/v1/alerts/{alert_id}", {"format": "stix"})
 
         # --- the live stream from the start, and resumed after its first event
-        stream = ask("/api/v1/stream", {"max_seconds": 0.05}, extra={"Last-Event-ID": "0"})
+        stream = ask("/api/v1/stream", {"max_seconds": 0.001}, extra={"Last-Event-ID": "0"})
         first = _first_sse_id(stream.body)
         if first is not None:
-            ask("/api/v1/stream", {"max_seconds": 0.05}, extra={"Last-Event-ID": first})
+            ask("/api/v1/stream", {"max_seconds": 0.001}, extra={"Last-Event-ID": first})
 
         # --- webhook deliveries queued for the reader's agency (payloads as they would be sent)
         ask("/api/v1/deliveries", {"limit": 500})
@@ -531,13 +539,13 @@ class World:
         collections = ("shared-all", "shared-gd", "shared-hk", "shared-mo", f"inbox-{reader}")
         for coll in collections:
             base = f"/taxii2/api/collections/{coll}/"
-            for params in ({}, {"match[version]": "all"}):
+            for params in ({}, {"match[version]": "all"}) if coll == "shared-all" else ({},):
                 ask(base + "objects/", params, taxii=True)
                 ask(base + "manifest/", params, taxii=True)
-            for obj_id in probes.object_ids:
-                if coll in ("shared-all", f"inbox-{reader}"):
-                    ask(f"{base}objects/{obj_id}/", {"match[version]": "all"}, taxii=True)
-                    ask(f"{base}objects/{obj_id}/versions/", taxii=True)
+        base = "/taxii2/api/collections/shared-all/"
+        for obj_id in probes.object_ids:  # every object of either run, hidden ones too
+            ask(f"{base}objects/{obj_id}/", {"match[version]": "all"}, taxii=True)
+            ask(f"{base}objects/{obj_id}/versions/", taxii=True)
         return out
 
 
@@ -574,7 +582,7 @@ def world(services: Services, clock: FakeClock, *, real: bool = False) -> Iterat
     services.store.refresh(names.INDEX_WEBHOOKS)
     services.store.refresh(names.INDEX_AGENCIES)
     correlator = correlator_for(services)
-    engine = alert_engine_for(services)
+    engine = AlertEngine(records_of(services).alerts, ni_rules())
     notifier = notifier_for(services)
     stages: dict[str, tuple[ConsumerStage, Consumer]] = {
         "correlator": (correlator, services.bus.consumer(names.TOPIC_RAW, names.GROUP_CORRELATOR)),
@@ -598,7 +606,7 @@ def world(services: Services, clock: FakeClock, *, real: bool = False) -> Iterat
             keys,
             stages,
             idle_polls=3 if real else 1,
-            poll_timeout_s=0.5 if real else 0.0,
+            poll_timeout_s=0.25 if real else 0.0,
         )
     finally:
         client.close()

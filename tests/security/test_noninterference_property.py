@@ -22,6 +22,7 @@ Sizes: ``NI_EXAMPLES`` scenarios on the embedded backends (CI sets it; default
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import uuid
@@ -81,6 +82,8 @@ class Scenario:
     steps: list[tuple[str, Any]] = field(default_factory=list)
     hidden: dict[int, list[tuple[str, list[dict[str, Any]]]]] = field(default_factory=dict)
     advances: list[timedelta] = field(default_factory=list)
+    #: object id -> other values of fields a granular marking hides from the reader
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> str:
         lines = [f"reader {self.reader}"]
@@ -88,6 +91,8 @@ class Scenario:
             lines.append(f"step {i} (+{self.advances[i]}): {kind} {_brief(arg)}")
             for agency, objs in self.hidden.get(i, []):
                 lines.append(f"   hidden after {i}: {agency} {_brief(objs)}")
+        for obj_id, fields in self.variants.items():
+            lines.append(f"with hidden: {obj_id} has {fields}")
         return "\n".join(lines)
 
 
@@ -120,18 +125,27 @@ def markings(draw: st.DrawFn, choices: tuple[str | None, ...] = MARKINGS) -> dic
     return out
 
 
-def _id(kind: str, draw: st.DrawFn) -> str:
-    return f"{kind}--{uuid.UUID(int=draw(st.integers(0, 2**64)))}"
+class Ids:
+    """Fresh ids of one scenario: distinct objects never share one (that would be a new
+    version), and the same draws give the same ids (hypothesis replays and shrinks)."""
+
+    def __init__(self) -> None:
+        self.serial = itertools.count(1)
+
+    def __call__(self, kind: str) -> str:
+        return f"{kind}--{uuid.UUID(int=next(self.serial))}"
 
 
 @st.composite
-def indicators(draw: st.DrawFn, choices: tuple[str | None, ...] = MARKINGS) -> dict[str, Any]:
+def indicators(
+    draw: st.DrawFn, new_id: Ids, choices: tuple[str | None, ...] = MARKINGS
+) -> dict[str, Any]:
     picks = draw(st.lists(st.sampled_from(VALUES), min_size=1, max_size=2, unique=True))
     pattern = " OR ".join(f"[{t}:value = '{v}']" for t, v in picks)
     obj: dict[str, Any] = {
         "type": "indicator",
         "spec_version": "2.1",
-        "id": _id("indicator", draw),
+        "id": new_id("indicator"),
         "created": "2026-03-01T00:00:00.000Z",
         "modified": "2026-03-01T00:00:00.000Z",
         "pattern": pattern,
@@ -164,11 +178,13 @@ def indicators(draw: st.DrawFn, choices: tuple[str | None, ...] = MARKINGS) -> d
     return obj
 
 
-def sighting(draw: st.DrawFn, of: str, choices: tuple[str | None, ...]) -> dict[str, Any]:
+def sighting(
+    draw: st.DrawFn, new_id: Ids, of: str, choices: tuple[str | None, ...]
+) -> dict[str, Any]:
     return {
         "type": "sighting",
         "spec_version": "2.1",
-        "id": _id("sighting", draw),
+        "id": new_id("sighting"),
         "created": "2026-03-01T00:00:00.000Z",
         "modified": "2026-03-01T00:00:00.000Z",
         "sighting_of_ref": of,
@@ -177,11 +193,13 @@ def sighting(draw: st.DrawFn, of: str, choices: tuple[str | None, ...]) -> dict[
     }
 
 
-def relationship(draw: st.DrawFn, of: str, choices: tuple[str | None, ...]) -> dict[str, Any]:
+def relationship(
+    draw: st.DrawFn, new_id: Ids, of: str, choices: tuple[str | None, ...]
+) -> dict[str, Any]:
     return {
         "type": "relationship",
         "spec_version": "2.1",
-        "id": _id("relationship", draw),
+        "id": new_id("relationship"),
         "created": "2026-03-01T00:00:00.000Z",
         "modified": "2026-03-01T00:00:00.000Z",
         "relationship_type": "indicates",
@@ -209,6 +227,31 @@ def hidden_from(reader: str, agency: str, obj: dict[str, Any]) -> bool:
     return all(decide_object(ni_policy(), who, p, obj, prov).outcome == "deny" for p in PURPOSES)
 
 
+def field_hidden_from(reader: str, agency: str, obj: dict[str, Any], name: str) -> bool:
+    """A granular marking cuts ``name`` from ``obj`` for ``reader``, for every purpose."""
+    if agency == reader or name not in obj:
+        return False
+    tlp, defaulted = tlp_of(obj)
+    prov = Provenance(
+        agency=agency, jurisdiction=AGENCY[agency].jurisdiction, received_at="", request_id="",
+        tlp=tlp, tlp_defaulted=defaulted,
+        recipients=red_recipients(obj) if tlp == "red" else (),
+    )  # fmt: skip
+    who = reader_for(AGENCY[reader])
+    for p in PURPOSES:
+        decision = decide_object(ni_policy(), who, p, obj, prov)
+        if decision.shown and f"{name}:granular-tlp" not in decision.redactions:
+            return False
+    return True
+
+
+OTHER_VALUES = {
+    "description": "a different note",
+    "labels": ["insider"],
+    "confidence": 7,
+}
+
+
 # ------------------------------------------------------------------ scenarios
 
 
@@ -216,6 +259,7 @@ def hidden_from(reader: str, agency: str, obj: dict[str, Any]) -> bool:
 def scenarios(draw: st.DrawFn) -> Scenario:
     reader = draw(st.sampled_from(AGENCY_IDS))
     sc = Scenario(reader=reader)
+    new_id = Ids()
     mine: dict[str, list[dict[str, Any]]] = {a: [] for a in AGENCY_IDS}  # indicators per agency
     known: list[str] = []  # indicator ids pushed so far (visible or hidden)
     for i in range(draw(st.integers(1, 7))):
@@ -223,15 +267,19 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         kind = draw(st.sampled_from(("push", "push", "push", "push", "tick", "act")))
         if kind == "push":
             agency = draw(st.sampled_from(AGENCY_IDS))
-            objects = _objects(draw, agency, mine, known, i, MARKINGS)
+            objects = _objects(draw, new_id, agency, mine, known, i, MARKINGS)
             sc.steps.append(("push", (agency, objects)))
+            for obj in objects:  # a field the reader may not see takes another value
+                for name in (obj.get("granular_markings") or [{}])[0].get("selectors", []):
+                    if name in OTHER_VALUES and field_hidden_from(reader, agency, obj, name):
+                        sc.variants.setdefault(obj["id"], {})[name] = OTHER_VALUES[name]
         elif kind == "tick":
             sc.steps.append(("tick", None))
         else:
             sc.steps.append(("act", draw(st.sampled_from(("acknowledge", "comments", "resolve")))))
         if draw(st.integers(0, 2)) > 0:
             agency = draw(st.sampled_from([a for a in AGENCY_IDS if a != reader]))
-            candidates = _objects(draw, agency, mine, known, i, RESTRICTIVE, hidden=True)
+            candidates = _objects(draw, new_id, agency, mine, known, i, RESTRICTIVE, hidden=True)
             objs = [o for o in candidates if hidden_from(reader, agency, o)]
             if objs:
                 sc.hidden.setdefault(i, []).append((agency, objs))
@@ -240,6 +288,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 def _objects(
     draw: st.DrawFn,
+    new_id: Ids,
     agency: str,
     mine: dict[str, list[dict[str, Any]]],
     known: list[str],
@@ -253,15 +302,15 @@ def _objects(
         kind = draw(st.sampled_from(("indicator", "indicator", "sighting", "relationship",
                                      "revoke")))  # fmt: skip
         if kind == "indicator" or not known:
-            obj = draw(indicators(choices))
+            obj = draw(indicators(new_id, choices))
             if not hidden:
                 mine[agency].append(obj)
             known.append(obj["id"])
             out.append(obj)
         elif kind == "sighting":
-            out.append(sighting(draw, draw(st.sampled_from(known)), choices))
+            out.append(sighting(draw, new_id, draw(st.sampled_from(known)), choices))
         elif kind == "relationship":
-            out.append(relationship(draw, draw(st.sampled_from(known)), choices))
+            out.append(relationship(draw, new_id, draw(st.sampled_from(known)), choices))
         elif mine[agency] and not hidden:
             victim = draw(st.sampled_from(mine[agency]))
             if not victim.get("revoked"):
@@ -283,6 +332,8 @@ def play(w: World, sc: Scenario, *, with_hidden: bool) -> None:
         w.at(when)
         if kind == "push":
             agency, objects = arg
+            if with_hidden:
+                objects = [o | sc.variants.get(o["id"], {}) for o in objects]
             w.push(agency, objects)
             w.settle()
         elif kind == "tick":
