@@ -194,8 +194,9 @@ class Rescorer:
         core/views.py: an agency added, or one whose jurisdiction or consent
         changed, or a new whitelist, changes who reads which view. Views whose
         parts are unchanged for their readers keep their content; a new reader
-        adopts the view of its parts. Nothing is announced: no record changed.
-        Returns the records written.
+        adopts the view of its parts; a record stored before views existed gets
+        its views (the first re-view after an upgrade migrates the index).
+        Nothing is announced: no record changed. Returns the records written.
         """
         audiences = self.audiences.current()
         if reviewed_fingerprint(self.store) == audiences.fingerprint:
@@ -209,11 +210,11 @@ class Rescorer:
             items: list[Materialise] = []
             for stored in page:
                 record = stored.doc
-                if "basis" not in record or record_problem(record) is not None:
+                if record_problem(record) is not None:
                     continue
-                plan = plan_record(
-                    dict(record), record, audiences, self.scorer, self.agency_profile, now
-                )
+                # A record stored before views existed gets its views now (scored now).
+                parts = merge.upgrade(dict(record))
+                plan = plan_record(parts, record, audiences, self.scorer, self.agency_profile, now)
                 rev = int(record.get("rev", 0)) + 1
                 doc = assemble(plan, audiences, rev)
                 if [doc.get(f) for f in ("readers", "views")] == [

@@ -44,7 +44,7 @@ from core.clock import FakeClock
 from core.consuming import ConsumerStage
 from core.crossborder import whitelist_from_yaml_text
 from core.policy import SharingPolicy
-from core.ports import Consumer, Query, Store
+from core.ports import Consumer, Query, Store, Term
 from core.settings import ApiSettings, Settings
 from correlate.alerter import AlertEngine, escalation_tick
 from correlate.rules import RuleSet, load_ruleset
@@ -464,6 +464,18 @@ class World:
             malware=tuple(sorted(malware)),
         )
 
+    def one_view_each(self) -> None:
+        """Every reader's filter matches at most one document of each record (core/views.py)."""
+        store = self.services.store
+        for agency in AGENCIES:
+            for own in (f"r:{agency.id}", f"m:{agency.id}"):
+                tags = (own, f"jur:{agency.jurisdiction}")
+                seen = [
+                    d["key"]
+                    for _, d in _all(store, names.INDEX_INDICATORS, (Term("readers", tags),))
+                ]
+                assert len(seen) == len(set(seen)), (own, sorted(seen))
+
     def observe(self, reader: str, probes: Probes) -> dict[str, Answer]:
         """Every answer ``reader`` gets from every read route, keyed by request."""
         self._bind()
@@ -556,11 +568,13 @@ def _first_sse_id(body: bytes) -> str | None:
     return None
 
 
-def _all(store: Store, index: str) -> list[tuple[str, dict[str, Any]]]:
+def _all(
+    store: Store, index: str, filters: tuple[Any, ...] = ()
+) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     after: tuple[Any, ...] | None = None
     while True:
-        page = store.search(index, Query(limit=1000, after=after))
+        page = store.search(index, Query(filters=filters, limit=1000, after=after))
         out.extend((h.key, h.doc) for h in page.hits)
         if not page.more or not page.hits:
             return out

@@ -10,25 +10,37 @@ broke. The property-based version is ``test_noninterference_property.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from core import markings as m
+from core import names
+from core.access import Agency
+from core.errors import StoreUnavailable
 from core.markings import TLP1_RED, TLP2_GREEN, TLP2_RED
+from core.ports import Put
+from core.settings import OutboxSettings
+from records.agencies import AgencyRegistry
 from tests.security.noninterference import (
     Answer,
+    Key,
     World,
     between,
     differences,
     embedded,
     fresh_clock,
+    identity,
     later,
     world,
 )
+from threatbay.bootstrap import correlator_for, rescorer_for
 
 IP = "198.51.100.7"
 DOMAIN = "joint-c2.example"
@@ -180,3 +192,129 @@ def test_granular_markings_cut_the_fields_they_select_on_the_records_api(
         "/api/v1/lookup", params={"value": DOMAIN}, headers=w.keys["hk-a"].bearer
     ).json()
     assert "insider-source" in orjson.dumps(own).decode()
+
+
+def lookup(w: World, reader: str, value: str) -> dict[str, Any]:
+    r = w.client.get("/api/v1/lookup", params={"value": value}, headers=w.keys[reader].bearer)
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def test_a_withdrawn_consent_or_a_new_agency_is_followed_by_the_re_view(
+    pair: tuple[World, World],
+) -> None:
+    """core/views.py: registry changes. Until the re-view, fail closed; after it, exact views."""
+    w, _ = pair
+    amber = indicator("gd-amber-ip", f"[ipv4-addr:value = '{IP}']", m.TLP2_AMBER, confidence=70)
+    green = indicator("gd-green-ip", f"[ipv4-addr:value = '{IP}']", TLP2_GREEN, confidence=60)
+    w.at(later(1))
+    w.push("gd-b", [amber])
+    w.push("gd-a", [green])
+    w.settle()
+    # hk-a holds consent from GD (AMBER reaches it, a named counterpart); hk-b does not.
+    assert len(lookup(w, "hk-a", IP)["records"][0]["sources"]) == 2
+    assert len(lookup(w, "hk-b", IP)["records"][0]["sources"]) == 1
+
+    registry = AgencyRegistry(w.services.store, w.clock)
+    hk_a = registry.get("hk-a")
+    w.services.store.put_many(
+        names.INDEX_AGENCIES,
+        [Put(f"agency:{hk_a.id}", dataclasses.replace(hk_a, crossborder_consent=()).to_doc(),
+             blind=True)],
+    )  # fmt: skip
+    newcomer = Agency("hk-c", "HK agency C", "HK", identity("hk-c"), "B")
+    registry.add_agency(newcomer)
+    cred, secret = registry.add_credential("hk-c")
+    w.keys["hk-c"] = Key(newcomer, cred.key_id, secret)
+    w.services.store.refresh(names.INDEX_AGENCIES)
+    # Before the re-view: hk-a's view still holds the AMBER report -> refused, not filtered;
+    # the newcomer has no view yet.
+    assert lookup(w, "hk-a", IP)["found"] is False
+    assert lookup(w, "hk-c", IP)["found"] is False
+    rescorer = rescorer_for(w.services)
+    rescorer.audiences.ttl_s = 0
+    assert rescorer.review() == 1
+    assert rescorer.review() == 0  # done for this registry
+    w.services.store.refresh(names.INDEX_INDICATORS)
+    for reader in ("hk-a", "hk-b", "hk-c"):
+        [record] = lookup(w, reader, IP)["records"]
+        assert [s["stix_id"] for s in record["sources"]] == [green["id"]], reader
+
+
+class FailingViews:
+    """The real store, refusing the first write of per-reader view documents (a crash then)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.refused = 0
+
+    def put_many(self, index: str, puts: Any) -> Any:
+        if index == names.INDEX_INDICATORS and not self.refused and any("#" in p.key for p in puts):
+            self.refused += 1
+            raise StoreUnavailable("store went away (test)")
+        return self.store.put_many(index, puts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_view_left_unwritten_by_a_failure_is_written_by_the_sweep(
+    pair: tuple[World, World],
+) -> None:
+    """records/views.py: the record is written, its partial view not; the outbox sweep repairs."""
+    w, _ = pair
+    w.at(later(1))
+    w.push("gd-a", [indicator("gd-green", f"[ipv4-addr:value = '{IP}']", TLP2_GREEN)])
+    w.push("gd-b", [indicator("gd-strict", f"[ipv4-addr:value = '{IP}']", m.TLP2_AMBER_STRICT)])
+    store = FailingViews(w.services.store)
+    correlator = correlator_for(dataclasses.replace(w.services, store=store))
+    consumer = w.services.bus.consumer(names.TOPIC_RAW, names.GROUP_CORRELATOR)
+    with pytest.raises(StoreUnavailable):
+        correlator.step(consumer, timeout_s=0)
+    assert store.refused == 1
+    record = w.services.store.get(names.INDEX_INDICATORS, f"ipv4-addr|value|{IP}")
+    assert record is not None and record.doc["views"], "the record was written, with its views"
+    # The readers of the partial view (everyone but gd-b) find nothing yet: never a wrong view.
+    assert lookup(w, "gd-a", IP)["found"] is True  # by key: the record holds every view
+    listed = w.client.get("/api/v1/indicators", headers=w.keys["gd-a"].bearer).json()["items"]
+    assert listed == []
+    w.clock.advance(timedelta(seconds=OutboxSettings().grace_s + 1))
+    correlator._next_sweep = 0.0
+    correlator.housekeeping()
+    w.services.store.refresh(names.INDEX_INDICATORS)
+    listed = w.client.get("/api/v1/indicators", headers=w.keys["gd-a"].bearer).json()["items"]
+    assert [len(i["sources"]) for i in listed] == [1]
+    own = w.client.get("/api/v1/indicators", headers=w.keys["gd-b"].bearer).json()["items"]
+    assert [len(i["sources"]) for i in own] == [2]
+
+
+def test_the_first_re_view_gives_records_stored_before_views_their_views(
+    pair: tuple[World, World],
+) -> None:
+    """An upgrade: a record as the previous version stored it (no readers) is invisible
+    until the re-view, then read as every reader's exact view."""
+    w, _ = pair
+    w.at(later(1))
+    w.push("hk-a", [indicator("hk-old", f"[ipv4-addr:value = '{IP}']", TLP2_GREEN)])
+    w.push("gd-b", [indicator("gd-old", f"[ipv4-addr:value = '{IP}']", m.TLP2_AMBER_STRICT)])
+    w.settle()
+    key = f"ipv4-addr|value|{IP}"
+    stored = w.services.store.get(names.INDEX_INDICATORS, key)
+    assert stored is not None
+    legacy = {k: v for k, v in stored.doc.items()
+              if k not in ("readers", "views", "basis", "rev", "rescore_due")}  # fmt: skip
+    for s in legacy["sources"]:
+        s.pop("observable_types", None)
+    for view in stored.doc["views"]:
+        w.services.store.delete(names.INDEX_INDICATORS, view["key"])
+    w.services.store.put_many(names.INDEX_INDICATORS, [Put(key, legacy, blind=True)])
+    assert lookup(w, "mo-a", IP)["found"] is False  # fail closed
+    rescorer = rescorer_for(w.services)
+    assert rescorer.review() == 1
+    w.services.store.refresh(names.INDEX_INDICATORS)
+    [mo] = lookup(w, "mo-a", IP)["records"]
+    assert [s["agency"] for s in mo["sources"]] == ["hk-a"]
+    [gd] = lookup(w, "gd-b", IP)["records"]  # (HK's ipv4 does not cross to GD: whitelist)
+    assert [s["agency"] for s in gd["sources"]] == ["gd-b"]
+    assert lookup(w, "gd-a", IP)["found"] is False

@@ -353,6 +353,8 @@ def check(plain: World, more: World, sc: Scenario) -> None:
     note(sc.describe())
     play(plain, sc, with_hidden=False)
     play(more, sc, with_hidden=True)
+    plain.one_view_each()
+    more.one_view_each()
     probes = plain.probes() | more.probes()
     seen_plain = plain.observe(sc.reader, probes)
     seen_more = more.observe(sc.reader, probes)
