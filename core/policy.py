@@ -211,6 +211,11 @@ def _type_of_id(ref: Any) -> str | None:
     return ref.split("--", 1)[0] if isinstance(ref, str) and "--" in ref else None
 
 
+def crossing_observable_types(obj: Mapping[str, Any]) -> frozenset[str]:
+    """The observable types a crossing of ``obj`` is decided on (all of its pattern's)."""
+    return _crossing_types(obj)[1]
+
+
 def _crossing_types(obj: Mapping[str, Any]) -> tuple[str, frozenset[str], tuple[Any, ...]]:
     obj_type = str(obj.get("type", ""))
     also: list[tuple[str, frozenset[str]]] = []

@@ -52,7 +52,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -125,9 +125,13 @@ class AudienceSet:
     jurisdiction_of: dict[Token, str] = field(default_factory=dict)
     tokens_of: dict[str, frozenset[Token]] = field(default_factory=dict)
     _seen: dict[SourceReport, frozenset[Token]] = field(default_factory=dict, repr=False)
+    _access: dict[
+        tuple[Any, ...], tuple[frozenset[Token], tuple[tuple[str, frozenset[Token]], ...]]
+    ] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.jurisdiction_of = {a.token: a.jurisdiction for a in self.members}
+        self._all = frozenset(self.jurisdiction_of)
         by_j: dict[str, set[Token]] = {j: set() for j in JURISDICTIONS}
         for a in self.members:
             by_j.setdefault(a.jurisdiction, set()).add(a.token)
@@ -141,7 +145,7 @@ class AudienceSet:
 
     @property
     def tokens(self) -> frozenset[Token]:
-        return frozenset(self.jurisdiction_of)
+        return self._all
 
     def who_sees(self, report: SourceReport) -> frozenset[Token]:
         """Tokens whose reader may see ``report`` for its channel's purpose (memoised)."""
@@ -154,6 +158,43 @@ class AudienceSet:
                 for a in self.members
                 if report_access(self.policy, a.reader, a.purpose, report)[0]
             )
+        return found
+
+    def source_access(
+        self, record: Mapping[str, Any], source: Mapping[str, Any]
+    ) -> tuple[frozenset[Token], tuple[tuple[str, frozenset[Token]], ...]]:
+        """Who sees one source entry, and which of its fields granular markings cut for whom.
+
+        Memoised on exactly the sharing facts of the entry (a correlator asks this
+        for every source of every record it writes; the distinct facts are few).
+        """
+        granular = source.get("granular") or {}
+        facts = (
+            record.get("observable_type"),
+            source.get("agency"),
+            source.get("jurisdiction"),
+            source.get("tlp"),
+            tuple(source.get("recipients") or ()),
+            tuple(source.get("observable_types") or ()),
+            tuple(sorted(granular.items())) if granular else (),
+        )
+        found = self._access.get(facts)
+        if found is not None:
+            return found
+        report = record_source_report(record, source)
+        who = self.who_sees(report)
+        cuts: dict[str, frozenset[Token]] = {}
+        for selector, level in facts[-1]:
+            root = str(selector).split(".", 1)[0]
+            allowed = self.who_sees(replace(report, tlp=_tlp(level)))
+            if root == "pattern":
+                who = who & allowed
+            elif root in GRANULAR_FIELDS:
+                name = GRANULAR_FIELDS[root]
+                cuts[name] = cuts.get(name, frozenset()) | (self.tokens - allowed)
+        if len(self._access) >= 8192:
+            self._access.clear()
+        found = self._access[facts] = (who, tuple(sorted(cuts.items())))
         return found
 
     def compress(self, tokens: Iterable[Token]) -> list[str]:
@@ -213,27 +254,21 @@ class Parts:
 
 def parts_of(record: Mapping[str, Any], audiences: AudienceSet) -> Parts:
     """Who sees what of ``record`` (module docstring: parts, granular cuts)."""
-    everyone = audiences.tokens
     sources_who: list[frozenset[Token]] = []
     cuts: list[tuple[tuple[str, frozenset[Token]], ...]] = []
     by_id: dict[str, frozenset[Token]] = {}
-    for source in record.get("sources") or []:
-        report = record_source_report(record, source)
-        who = audiences.who_sees(report)
-        source_cuts: dict[str, frozenset[Token]] = {}
-        for selector, level in sorted((source.get("granular") or {}).items()):
-            root = selector.split(".", 1)[0]
-            allowed = audiences.who_sees(replace(report, tlp=_tlp(level)))
-            if root == "pattern":
-                who = who & allowed
-            elif root in GRANULAR_FIELDS:
-                name = GRANULAR_FIELDS[root]
-                source_cuts[name] = source_cuts.get(name, frozenset()) | (everyone - allowed)
+    for source in record.get("sources") or ():
+        who, source_cuts = audiences.source_access(record, source)
         sources_who.append(who)
-        cuts.append(tuple(sorted(source_cuts.items())))
+        cuts.append(source_cuts)
         stix_id = source.get("stix_id")
         if isinstance(stix_id, str):
-            by_id[stix_id] = by_id.get(stix_id, frozenset()) | who
+            held = by_id.get(stix_id)
+            by_id[stix_id] = who if held is None else held | who
+    sightings_in = record.get("sightings") or ()
+    links_in = record.get("links") or ()
+    if not sightings_in and not links_in:  # the common case
+        return Parts(tuple(sources_who), (), (), tuple(cuts))
     any_source = frozenset().union(*sources_who) if sources_who else frozenset()
     all_sources = frozenset.intersection(*sources_who) if sources_who else frozenset()
 
@@ -242,14 +277,13 @@ def parts_of(record: Mapping[str, Any], audiences: AudienceSet) -> Parts:
         return by_id.get(ref, frozenset()) if isinstance(ref, str) else any_source
 
     sightings = tuple(
-        audiences.who_sees(record_sighting_report(record, s)) & of(s)
-        for s in record.get("sightings") or []
+        audiences.who_sees(record_sighting_report(record, s)) & of(s) for s in sightings_in
     )
     links = tuple(
         (audiences.who_sees(record_link_report(record, link)) & of(link))
         if link.get("agency")
         else all_sources  # links stored before they carried their source: the full view only
-        for link in record.get("links") or []
+        for link in links_in
     )
     return Parts(tuple(sources_who), sightings, links, tuple(cuts))
 
@@ -265,7 +299,9 @@ class Visible:
 
 
 def _basis(sources: Sequence[Any], sightings: Sequence[Any], links: Sequence[Any]) -> str:
-    raw = orjson.dumps([sources, sightings, links], option=orjson.OPT_SORT_KEYS)
+    # Entries are built by one code path each (correlate/merge.py) and keep their key
+    # order through storage, so their serialisation is canonical without sorting.
+    raw = orjson.dumps([sources, sightings, links])
     return hashlib.sha1(raw).hexdigest()[:20]
 
 
@@ -343,6 +379,16 @@ def _hash_key(record_key: str, tokens: Iterable[Token], taken: set[str]) -> str:
     return f"{record_key}#{digest[:n]}"
 
 
+def _sees_all(parts: Parts, token: Token) -> bool:
+    """``token`` sees every part of the record, with no field cut."""
+    return (
+        all(token in who for who in parts.sources)
+        and all(token in who for who in parts.sightings)
+        and all(token in who for who in parts.links)
+        and not any(token in hidden for cuts in parts.cuts for _, hidden in cuts)
+    )
+
+
 def partition(parts: Parts) -> list[frozenset[Token]]:
     """Tokens grouped by what they see, by set refinement over the parts (not per token).
 
@@ -365,30 +411,73 @@ def partition(parts: Parts) -> list[frozenset[Token]]:
     return groups
 
 
-@dataclass(frozen=True, slots=True)
 class _Had:
-    """A document of the stored record: its key, basis, content and the tokens reading it."""
+    """A document of the stored record: its key, basis, content and the tokens reading it.
 
-    key: str
-    basis: str
-    content: Content
-    tokens: frozenset[Token]
+    The content is taken from the stored document only when asked for (most
+    plans never need the old content of the record document).
+    """
+
+    __slots__ = ("key", "basis", "tokens", "_doc", "_content")
+
+    def __init__(
+        self, key: str, basis: str, tokens: frozenset[Token], doc: Mapping[str, Any],
+        content: Content | None = None,
+    ) -> None:  # fmt: skip
+        self.key, self.basis, self.tokens, self._doc = key, basis, tokens, doc
+        self._content = content
+
+    @property
+    def content(self) -> Content:
+        if self._content is None:
+            self._content = content_of(self._doc)
+        return self._content
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The stored document itself (its bookkeeping too): enough to compare against."""
+        return self._content if self._content is not None else self._doc
 
 
 def _old_views(old: Mapping[str, Any] | None, audiences: AudienceSet, key: str) -> list[_Had]:
     if old is None:
         return []
     if "basis" not in old:  # stored before views existed: everyone saw (a filter of) it
-        return [_Had("", "", content_of(old), audiences.tokens)]
-    had = [
-        _Had(key, str(old["basis"]), content_of(old), audiences.expand(old.get("readers") or []))
-    ]
+        return [_Had("", "", audiences.tokens, old)]
+    had = [_Had(key, str(old["basis"]), audiences.expand(old.get("readers") or []), old)]
     for view in old.get("views") or []:
-        had.append(
-            _Had(view["key"], str(view["basis"]), view["view"],
-                 audiences.expand(view.get("readers") or []))
-        )  # fmt: skip
+        tokens = audiences.expand(view.get("readers") or [])
+        had.append(_Had(view["key"], str(view["basis"]), tokens, view, view["view"]))
     return had
+
+
+def _one_view(
+    record: Mapping[str, Any],
+    audiences: AudienceSet,
+    build: Callable[[Visible], Content],
+    old: Mapping[str, Any] | None,
+    group: frozenset[Token],
+    basis: str,
+) -> Plan:
+    """The common case: every reader that sees anything of the record sees all of it, and
+    did before (or the record is new). One view, rebuilt; no per-reader work at all."""
+    content = build(
+        Visible(
+            tuple(record.get("sources") or []),
+            tuple(record.get("sightings") or []),
+            tuple(record.get("links") or []),
+            basis,
+        )
+    )
+    key = str(record["key"])
+    changes: list[Change] = []
+    before = audiences.expand(old.get("readers") or []) if old is not None else frozenset()
+    stayed, arrived = group & before, group - before
+    if stayed:
+        changes.append(Change(stayed, cast(Content, old), content, key))
+    if arrived:
+        changes.append(Change(arrived, None, content, key))
+    return Plan(content, group, basis, [], [], changes)
 
 
 def plan_views(
@@ -410,6 +499,15 @@ def plan_views(
     key = str(record["key"])
     parts = parts_of(record, audiences)
     new_full_basis = full_basis(record)
+    groups = partition(parts)
+    if (
+        len(groups) == 1
+        and (old is None or ("basis" in old and not old.get("views")))
+        and not force_full
+        and _sees_all(parts, min(groups[0]))
+        and (old is None or old["basis"] != new_full_basis)
+    ):
+        return _one_view(record, audiences, build, old, groups[0], new_full_basis)
     had = _old_views(old, audiences, key)
     old_by_key = {h.key: h for h in had if h.key}
     adopt: dict[str, str] = {}
@@ -451,8 +549,20 @@ def plan_views(
         visible_of[source] = visible
         moves.setdefault((came_from, source), set()).update(tokens)
 
-    for group in partition(parts):
-        visible = visible_parts(record, parts, min(group))
+    everything: Visible | None = None
+    for group in groups:
+        token = min(group)
+        if _sees_all(parts, token):
+            if everything is None:  # the common case: one group that sees every part
+                everything = Visible(
+                    tuple(record.get("sources") or []),
+                    tuple(record.get("sightings") or []),
+                    tuple(record.get("links") or []),
+                    new_full_basis,
+                )
+            visible = everything
+        else:
+            visible = visible_parts(record, parts, token)
         rest = group
         for h in had:
             mine = rest & h.tokens
@@ -496,10 +606,11 @@ def plan_views(
         )
         if unchanged:
             continue  # same content as before: nothing happened for these readers
+        # (only compared against: the stored document will do, bookkeeping and all)
         before = (
-            old_by_key[came_from].content
+            cast(Content, old_by_key[came_from].raw)
             if came_from
-            else (had[0].content if had and not had[0].key else None)
+            else (cast(Content, had[0].raw) if had and not had[0].key else None)
         )
         changes.append(Change(frozenset(tokens), before, content, doc_key))
     return Plan(

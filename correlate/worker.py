@@ -41,7 +41,7 @@ from core.envelope import Accepted
 from core.errors import InvalidPattern
 from core.indicators import RecordChange
 from core.observables import observables
-from core.policy import SharingPolicy, source_report_of
+from core.policy import SharingPolicy, crossing_observable_types
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
 from core.settings import OutboxSettings, WritesSettings
@@ -272,7 +272,7 @@ class Correlator(ConsumerStage):
             return
         # What may cross a border is decided on the whole object (every observable type its
         # pattern carries, core/crossborder.py); its part of each record is shared alike.
-        crossing = sorted(source_report_of(obj, item.provenance).observable_types)
+        crossing = sorted(crossing_observable_types(obj))
         for observable in observables(obj["pattern"]):
             report = merge.source_report(obj, item.provenance, observable)
             report["observable_types"] = crossing
