@@ -50,9 +50,12 @@ def agencies() -> list[Agency]:
             others = tuple(x for x in JURISDICTIONS if x != j)[: n % 3]
             out.append(
                 Agency(
-                    f"{j.lower()}-{n}", f"{j} agency {n}", j,
+                    f"{j.lower()}-{n}",
+                    f"{j} agency {n}",
+                    j,
                     f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, f'{j}{n}')}",
-                    "ABC"[n % 3], crossborder_consent=others,
+                    "ABC"[n % 3],
+                    crossborder_consent=others,
                 )  # fmt: skip
             )
     return out
@@ -63,8 +66,13 @@ def policy() -> SharingPolicy:
     base = default_whitelist()
     rules = tuple(
         type(r)(
-            r.name, r.from_j, r.to_j, r.object_types, r.observable_types,
-            True, frozenset({f"{r.to_j.lower()}-1", f"{r.to_j.lower()}-2"}),
+            r.name,
+            r.from_j,
+            r.to_j,
+            r.object_types,
+            r.observable_types,
+            True,
+            frozenset({f"{r.to_j.lower()}-1", f"{r.to_j.lower()}-2"}),
         )  # fmt: skip
         for r in base.rules
     )
@@ -189,8 +197,10 @@ def main() -> None:
           f"({cpu / done * 1e6:,.0f} us CPU each), 1 process, embedded")  # fmt: skip
     print(f"indicators index: {total} documents for {records} records = "
           f"{total / records:.3f} documents per record")  # fmt: skip
-    print("records by number of views: "
-          + ", ".join(f"{k}: {v} ({v / records:.1%})" for k, v in sorted(views.items())))
+    print(
+        "records by number of views: "
+        + ", ".join(f"{k}: {v} ({v / records:.1%})" for k, v in sorted(views.items()))
+    )
 
     from fastapi.testclient import TestClient
 
