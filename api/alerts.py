@@ -22,8 +22,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import READ_ROLES, Books, CurrentPrincipal, Sharing
+from api.deps import READ_ROLES, Books, Cases, CurrentPrincipal, Sharing
 from api.errors import ERROR_RESPONSES, ApiError, FastJSON, not_found
+from api.incidents import linked_cases
 from core import names, policy
 from core.access import Principal
 from core.alert_views import alert_view
@@ -330,6 +331,7 @@ def alerts_router() -> APIRouter:
         principal: CurrentPrincipal,
         books: Books,
         sharing: Sharing,
+        cases: Cases,
         format: Literal["json", "stix"] = "json",
     ) -> JSONResponse:
         """One alert with its timeline (``format=stix`` gives the STIX ``report``)."""
@@ -342,6 +344,8 @@ def alerts_router() -> APIRouter:
         books.audit.record("alerts.read", principal, alert_id, purpose="read")
         if format == "stix":
             return FastJSON(alert_to_stix(view))
+        # The joint incident cases linking it that the caller may see (respond/).
+        view["incidents"] = linked_cases(cases, reader_of(principal), alert_id)
         return FastJSON(view)
 
     def _act(

@@ -13,13 +13,27 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import admin, alerts, audit, errors, indicators, stream, ui, webhooks
+from api import (
+    admin,
+    alerts,
+    audit,
+    errors,
+    health,
+    incidents,
+    incidents_taxii,
+    indicators,
+    stream,
+    ui,
+    webhooks,
+)
 from api.alerts import AlertPages
-from api.auth import FailureLimiter, PrincipalCache
+from api.auth import CertificateAgencies, FailureLimiter, PrincipalCache
+from api.client_certs import JurisdictionTrust
 from api.errors import TAXII_21, TAXII_PREFIX
 from api.taxii.routes import taxii_router
 from core.policy import SharingPolicy
 from core.services import Services
+from ingest.budget import PushBudget
 from records.books import records_of
 
 
@@ -49,6 +63,26 @@ class TaxiiMediaType:
         await self.app(scope, receive, send_typed)
 
 
+class StrictTransportSecurity:
+    """Pure ASGI middleware: HSTS on every response served over TLS (RFC 6797 section 7.2)."""
+
+    def __init__(self, app: ASGIApp, max_age_s: int) -> None:
+        self.app = app
+        self.header = (b"strict-transport-security", f"max-age={max_age_s}".encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_hsts)
+
+
 def create_app(
     services: Services, sharing_policy: SharingPolicy | None = None, loops: Any = None
 ) -> FastAPI:
@@ -73,13 +107,17 @@ def create_app(
     app.state.loops = loops
     app.state.auth_limiter = FailureLimiter(api.auth_failure_burst, api.auth_failure_per_s)
     app.state.auth_cache = PrincipalCache(ttl_s=api.auth_cache_ttl_s)
+    app.state.push_budget = PushBudget(services.settings.limits)
     app.state.alert_pages = AlertPages(api.alert_page_ttl_s or 0.0)
+    tls = services.settings.tls
+    app.state.client_trust = (
+        JurisdictionTrust(tls.client_ca, tls.client_crl) if tls.client_ca else None
+    )
+    app.state.cert_agencies = CertificateAgencies(ttl_s=api.auth_cache_ttl_s)
     errors.install(app)
+    health.install(app)  # /healthz, /readyz, /metrics and the ingest counter
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.include_router(incidents_taxii.incidents_taxii_router())  # before /taxii2/{api_root}
     app.include_router(taxii_router())
     app.include_router(admin.admin_router())
     app.include_router(indicators.router())
@@ -88,5 +126,7 @@ def create_app(
     app.include_router(alerts.alerts_router())
     app.include_router(stream.stream_router())
     app.include_router(webhooks.webhooks_router())
+    app.include_router(incidents.incidents_router())
     app.add_middleware(TaxiiMediaType)
+    app.add_middleware(StrictTransportSecurity, max_age_s=tls.hsts_max_age_s)
     return app

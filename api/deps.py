@@ -16,6 +16,7 @@ from core.access import Principal
 from core.policy import Reader, SharingPolicy, reader_of
 from core.services import Services
 from records.books import Records, records_of
+from respond.service import Responder
 
 
 def _services(request: Request) -> Services:
@@ -32,6 +33,16 @@ def _sharing(request: Request) -> SharingPolicy:
     return sharing
 
 
+def _responder(request: Request) -> Responder:
+    found: Responder | None = getattr(request.app.state, "responder", None)
+    if found is None:
+        services: Services = request.app.state.services
+        found = request.app.state.responder = Responder(
+            records_of(services), request.app.state.sharing_policy, services.settings.cases
+        )
+    return found
+
+
 async def _reader(principal: Annotated[Principal, Depends(authenticate)]) -> Reader:
     return reader_of(principal)
 
@@ -39,6 +50,8 @@ async def _reader(principal: Annotated[Principal, Depends(authenticate)]) -> Rea
 Svc = Annotated[Services, Depends(_services)]
 Books = Annotated[Records, Depends(_records)]
 Sharing = Annotated[SharingPolicy, Depends(_sharing)]
+#: Joint incident cases (respond/service.py) over this process's record books.
+Cases = Annotated[Responder, Depends(_responder)]
 
 #: Any authenticated caller.
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

@@ -27,7 +27,8 @@ from api.indicator_queries import (
 from core.clock import format_timestamp
 from core.errors import BusUnavailable
 from core.policy import reader_of
-from ingest.push import push_objects
+from ingest.push import admission_for, push_objects
+from ingest.sightings import sighted_source, sighting_marking
 
 CSV = Annotated[list[str] | None, Query()]
 
@@ -115,22 +116,22 @@ def router() -> APIRouter:
         )
         if view is None:
             raise not_found(f"no indicator record {key!r} visible to you")
-        indicator_ids = [sid for sid in view.get("stix_ids", []) if sid.startswith("indicator--")]
-        if not indicator_ids:
+        sighted = sighted_source(view)
+        if sighted is None:
             raise ApiError(409, "Conflict", "the record names no indicator to sight")
         now = format_timestamp(svc.clock.now())
         obj: dict[str, Any] = {
             "type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",
-            "created": now, "modified": now, "sighting_of_ref": indicator_ids[0],
+            "created": now, "modified": now, "sighting_of_ref": sighted["stix_id"],
             "count": body.count, "first_seen": body.first_seen or now,
             "last_seen": body.last_seen or body.first_seen or now,
             "created_by_ref": principal.agency.identity_id,
-        }  # fmt: skip
+        } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
         if body.description:
             obj["description"] = body.description
-        owners = await run_in_threadpool(books.agencies.identity_owners)
+        rules = await run_in_threadpool(admission_for, svc)
         result = await run_in_threadpool(
-            push_objects, principal, [obj], svc.bus, svc.clock, owners, str(uuid.uuid4())
+            push_objects, principal, [obj], svc.bus, svc.clock, rules, str(uuid.uuid4())
         )
         if result.unavailable is not None:
             raise BusUnavailable(result.unavailable)

@@ -37,6 +37,7 @@ from core.alert_views import alert_view
 from core.policy import reader_of
 from core.ports import Query as StoreQuery
 from core.ports import Range, Sort, Store, Term
+from core.redaction import event_for
 from records.alerts import AlertBook, stream_seq_of
 
 LAG_US = 5_000_000
@@ -132,7 +133,11 @@ async def alert_stream(
             yield format_sse(
                 event["id"],
                 event["type"],
-                {"event": event["event"], "alert_id": event["alert_id"], "alert": view},
+                {
+                    "event": event_for(reader.jurisdiction, event["event"]),
+                    "alert_id": event["alert_id"],
+                    "alert": view,
+                },
             )
             emitted += 1
             idle = 0.0

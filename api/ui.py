@@ -27,6 +27,11 @@ ASSETS: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "i18n.json": "application/json; charset=utf-8",
+    # The joint incident case page (respond/, README "Joint incident response").
+    "incidents.html": "text/html; charset=utf-8",
+    "incidents.js": "text/javascript; charset=utf-8",
+    "incidents.css": "text/css; charset=utf-8",
+    "incidents-i18n.json": "application/json; charset=utf-8",
 }
 
 # Same-origin only: the page may talk to this API and nothing else, and run only its own script.

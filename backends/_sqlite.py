@@ -1,4 +1,15 @@
-"""Shared SQLite plumbing for the embedded bus and store (one file, many threads/processes)."""
+"""Shared SQLite plumbing for the embedded bus and store (one file, many threads/processes).
+
+Memory and latency under load (issue #17, README "Reliability"): every SQLite
+connection carries its own page cache and prepared-statement cache, and the
+API's thread pool has 40 threads, so one connection per thread made the
+embedded ``serve`` grow by hundreds of MiB as the caches of ~25 connections
+per file filled. Connections now come from a small pool per file
+(``ConnectionPool``: borrowed for one call, returned after). Writers of one
+file in this process queue on one lock before ``BEGIN IMMEDIATE`` instead of
+polling SQLite's busy handler, whose sleeping retries let a TAXII push wait
+behind other writers past a client's 30 s timeout.
+"""
 
 from __future__ import annotations
 
@@ -21,73 +32,125 @@ def open_connection(path: str, *, synchronous: str = "FULL") -> sqlite3.Connecti
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a commit is fsynced before it returns, so an ack survives power loss.
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    # 8 MB of page cache per connection (one per live thread): 64 MB made the embedded
-    # server grow by ~600 MiB under load (40 API pool threads x 2 files); measured in README.
-    conn.execute("PRAGMA cache_size=-8192")
+    # 2 MB of page cache per connection (a pool of a few per file): the OS caches the file
+    # too; 64 MB per connection per thread made the embedded server grow by ~600 MiB (README).
+    conn.execute("PRAGMA cache_size=-2048")
     return conn
 
 
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def writer_lock(path: str) -> threading.Lock:
+    """The in-process lock every writer of ``path`` takes before ``BEGIN IMMEDIATE``."""
+    key = str(Path(path).resolve())
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(key, threading.Lock())
+
+
 @contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (rollback on error): one writer at a time per file."""
-    conn.execute("BEGIN IMMEDIATE")
+def write_transaction(
+    conn: sqlite3.Connection, lock: threading.Lock | None = None
+) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (rollback on error): one writer at a time per file.
+
+    ``lock`` (``writer_lock(path)``) queues this process's writers in order;
+    other processes are still kept apart by SQLite's own lock.
+    """
+    if lock is not None:
+        lock.acquire()
     try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-class ConnectionPerThread:
-    """One connection per thread (SQLite connections must not be shared mid-transaction)."""
+class ConnectionPool:
+    """At most ``size`` connections to one file, each used by one thread at a time.
+
+    ``borrow()`` lends an idle connection (opening one while fewer than
+    ``size`` exist, else waiting for one) and takes it back afterwards, so the
+    page and statement caches are bounded by ``size`` whatever the number of
+    threads. ``writer`` is the file's in-process writer lock.
+    """
 
     def __init__(
         self,
         path: str,
         *,
+        size: int = 8,
         synchronous: str = "FULL",
         on_open: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self._path = path
-        self._on_open = on_open
+        self._size = size
         self._synchronous = synchronous
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._on_open = on_open
+        self._idle: list[sqlite3.Connection] = []
+        self._all: list[sqlite3.Connection] = []
+        self._available = threading.Condition()
         self._closed = False
+        self.writer = writer_lock(path)
 
-    def get(self) -> sqlite3.Connection:
-        """The calling thread's connection, opened on first use.
+    @contextmanager
+    def borrow(self) -> Iterator[sqlite3.Connection]:
+        """An idle connection for the duration of the ``with`` block."""
+        conn = self._take()
+        try:
+            yield conn
+        finally:
+            with self._available:
+                if self._closed:
+                    conn.close()
+                else:
+                    self._idle.append(conn)
+                    self._available.notify()
 
-        Opening one also closes those of threads that have ended (short-lived pool
-        threads would otherwise leave a connection and its page cache behind each).
-        """
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise sqlite3.ProgrammingError("closed")
+    def _take(self) -> sqlite3.Connection:
+        with self._available:
+            while True:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("closed")
+                if self._idle:
+                    return self._idle.pop()
+                if len(self._all) < self._size:
+                    break
+                self._available.wait()
             conn = open_connection(self._path, synchronous=self._synchronous)
             if self._on_open is not None:
                 self._on_open(conn)
-            self._local.conn = conn
-            with self._lock:
-                ended = [c for t, c in self._all if not t.is_alive()]
-                self._all = [(t, c) for t, c in self._all if t.is_alive()]
-                self._all.append((threading.current_thread(), conn))
-            for old in ended:
-                old.close()
-        return conn
+            self._all.append(conn)
+            return conn
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """A borrowed connection inside a write transaction (``write_transaction``).
+
+        The writer lock is taken before a connection is borrowed: a writer waiting
+        for its turn must not hold a connection readers could use.
+        """
+        with self.writer, self.borrow() as conn, write_transaction(conn):
+            yield conn
 
     def open_count(self) -> int:
-        """Connections currently open (one per live thread that used this file)."""
-        with self._lock:
+        """Connections currently open (at most ``size``)."""
+        with self._available:
             return len(self._all)
 
     def close(self) -> None:
-        """Close every connection opened through this object."""
-        self._closed = True
-        with self._lock:
-            conns, self._all = [c for _, c in self._all], []
-        for conn in conns:
+        """Close every idle connection now and each borrowed one when it comes back."""
+        with self._available:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._all = [c for c in self._all if c not in idle]
+            self._available.notify_all()
+        for conn in idle:
             conn.close()

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from backends._sqlite import ConnectionPerThread, open_connection, write_transaction
+from backends._sqlite import ConnectionPool, open_connection, write_transaction, writer_lock
 from core.errors import BusUnavailable
-from core.ports import Incoming, Outgoing
+from core.ports import GroupLag, Incoming, Outgoing
 
 PARTITION = 0
 _POLL_STEP_S = 0.025
@@ -52,6 +52,7 @@ class EmbeddedConsumer:
 
     def __init__(self, path: str, topic: str, group: str, *, from_beginning: bool) -> None:
         self._conn = open_connection(path)
+        self._writer = writer_lock(path)
         self._lock = threading.Lock()
         self._topic = topic
         self._group = group
@@ -69,7 +70,7 @@ class EmbeddedConsumer:
 
     def _store_committed(self, position: int) -> None:
         try:
-            with write_transaction(self._conn) as conn:
+            with write_transaction(self._conn, self._writer) as conn:
                 conn.execute(
                     "INSERT INTO bus_group_offsets (grp, topic, partition, committed) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT (grp, topic, partition) "
@@ -131,9 +132,10 @@ class EmbeddedBus:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._conns = ConnectionPerThread(path)
+        self._conns = ConnectionPool(path, size=4)
         try:
-            self._conns.get().executescript(_SCHEMA)
+            with self._conns.borrow() as conn:
+                conn.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise BusUnavailable(f"embedded bus at {path!r} unavailable: {exc}") from exc
 
@@ -142,8 +144,7 @@ class EmbeddedBus:
         if not messages:
             return
         try:
-            conn = self._conns.get()
-            with write_transaction(conn):
+            with self._conns.writing() as conn:
                 row = conn.execute(
                     "SELECT MAX(offset) FROM bus_log WHERE topic=? AND partition=?",
                     (topic, PARTITION),
@@ -173,6 +174,26 @@ class EmbeddedBus:
             return EmbeddedConsumer(self._path, topic, group, from_beginning=from_beginning)
         except sqlite3.Error as exc:
             raise BusUnavailable(f"embedded bus unavailable: {exc}") from exc
+
+    def lag(self, topic: str, group: str) -> GroupLag:
+        """The group's committed position and the log's end (one partition; none if empty)."""
+        try:
+            with self._conns.borrow() as conn:
+                (end,) = conn.execute(
+                    "SELECT MAX(offset) FROM bus_log WHERE topic=? AND partition=?",
+                    (topic, PARTITION),
+                ).fetchone()
+                row = conn.execute(
+                    "SELECT committed FROM bus_group_offsets WHERE grp=? AND topic=? AND "
+                    "partition=?",
+                    (group, topic, PARTITION),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise BusUnavailable(f"embedded bus unavailable: {exc}") from exc
+        if end is None and row is None:
+            return GroupLag(topic, group, {})
+        committed = int(row[0]) if row else 0
+        return GroupLag(topic, group, {PARTITION: (committed, 0 if end is None else int(end) + 1)})
 
     def close(self) -> None:
         """Close this process's connections to the log."""

@@ -6,6 +6,12 @@ scalar fields get an expression index on first use so a page over 100k
 documents stays fast. Term filters on fields that have ever held an array
 (tracked in ``store_array_fields``) match any element, like Elasticsearch.
 Missing values sort first ascending and last descending; the key breaks ties.
+
+A document is refused (``PutResult.refused``, the Store contract) when a
+declared field holds a value Elasticsearch could not index into its type
+(``unfit_value``: an object in a keyword field, text in a number, ...) or
+its JSON exceeds ``MAX_DOCUMENT_BYTES``, so both adapters accept and refuse
+the same documents.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
 
-from backends._sqlite import ConnectionPerThread, write_transaction
+from backends._sqlite import ConnectionPool
 from core.errors import StoreUnavailable
-from core.indices import schema
+from core.indices import FieldType, schema
 from core.ports import (
+    MAX_DOCUMENT_BYTES,
     Filter,
     Hit,
     Missing,
@@ -76,6 +84,44 @@ def _icontains(haystack: object, needle: object) -> int:
     return int(needle.casefold() in str(haystack).casefold())
 
 
+def _number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _fits(ftype: FieldType, value: Any) -> bool:
+    """Whether Elasticsearch indexes ``value`` into a field of ``ftype`` (its coercion rules)."""
+    if value is None:
+        return True
+    if isinstance(value, list):
+        return all(_fits(ftype, v) for v in value)
+    if ftype in ("keyword", "text"):
+        return isinstance(value, str | int | float | bool)
+    if ftype in ("long", "double"):
+        return _number(value)
+    if ftype == "boolean":
+        return isinstance(value, bool) or value in ("true", "false", "")
+    return True  # pragma: no cover - exhaustive over FieldType
+
+
+def unfit_value(index: str, doc: dict[str, Any]) -> str | None:
+    """Why a declared field of ``doc`` cannot hold its value, or None (see module docstring)."""
+    for name, ftype in schema(index).items():
+        if name in doc and not _fits(ftype, doc[name]):
+            shown = orjson.dumps(doc[name])[:80].decode("utf-8", "replace")
+            return f"field [{name}] of type [{ftype}] cannot hold {shown}"
+    return None
+
+
 def _register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("tb_icontains", 2, _icontains, deterministic=True)
 
@@ -85,23 +131,22 @@ class EmbeddedStore:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._conns = ConnectionPerThread(path, on_open=_register_functions)
+        self._conns = ConnectionPool(path, on_open=_register_functions)
         self._indexed: set[tuple[str, str]] = set()
         self._indexed_lock = threading.Lock()
         self._writes_since_analyze = 0
         self._rows_at_analyze = -1
         try:
-            self._conn().executescript(_SCHEMA)
+            with self._conns.borrow() as conn:
+                conn.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"embedded store at {path!r} unavailable: {exc}") from exc
 
     # ------------------------------------------------------------ plumbing
 
-    def _conn(self) -> sqlite3.Connection:
-        try:
-            return self._conns.get()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"embedded store unavailable: {exc}") from exc
+    def _conn(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A pooled connection for one call (``with self._conn() as conn``)."""
+        return self._conns.borrow()
 
     def _ensure_indexes(self, conn: sqlite3.Connection, index: str, fields: set[str]) -> None:
         """Create the expression index of each declared scalar field on its first use.
@@ -156,11 +201,10 @@ class EmbeddedStore:
     def get(self, index: str, key: str) -> Stored | None:
         """The document under ``key`` and its version, or ``None``."""
         try:
-            row = (
-                self._conn()
-                .execute("SELECT seq, doc FROM store_docs WHERE idx=? AND key=?", (index, key))
-                .fetchone()
-            )
+            with self._conn() as conn:
+                row = conn.execute(
+                    "SELECT seq, doc FROM store_docs WHERE idx=? AND key=?", (index, key)
+                ).fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
         if row is None:
@@ -172,15 +216,15 @@ class EmbeddedStore:
         found: dict[str, Stored] = {}
         unique = list(dict.fromkeys(keys))
         try:
-            conn = self._conn()
-            for i in range(0, len(unique), _CHUNK):
-                chunk = unique[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for key, seq, doc in conn.execute(
-                    f"SELECT key, seq, doc FROM store_docs WHERE idx=? AND key IN ({marks})",
-                    (index, *chunk),
-                ):
-                    found[key] = Stored(key=key, doc=orjson.loads(doc), version=(int(seq), 0))
+            with self._conn() as conn:
+                for i in range(0, len(unique), _CHUNK):
+                    chunk = unique[i : i + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    for key, seq, doc in conn.execute(
+                        f"SELECT key, seq, doc FROM store_docs WHERE idx=? AND key IN ({marks})",
+                        (index, *chunk),
+                    ):
+                        found[key] = Stored(key=key, doc=orjson.loads(doc), version=(int(seq), 0))
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
         return found
@@ -194,11 +238,12 @@ class EmbeddedStore:
         results: list[PutResult] = []
         arrays: set[str] = set()
         try:
-            conn = self._conn()
-            with write_transaction(conn):
+            with self._conns.writing() as conn:
                 for put in puts:
-                    results.append(self._put_one(conn, index, put))
-                    arrays.update(k for k, v in put.doc.items() if isinstance(v, list))
+                    result = self._put_one(conn, index, put)
+                    results.append(result)
+                    if result.ok:
+                        arrays.update(k for k, v in put.doc.items() if isinstance(v, list))
                 self._writes_since_analyze += len(puts)
                 if arrays:
                     conn.executemany(
@@ -211,7 +256,15 @@ class EmbeddedStore:
 
     @staticmethod
     def _put_one(conn: sqlite3.Connection, index: str, put: Put) -> PutResult:
-        doc = orjson.dumps(put.doc).decode()
+        problem = unfit_value(index, put.doc)
+        if problem is not None:
+            return PutResult(key=put.key, ok=False, refused=problem)
+        raw = orjson.dumps(put.doc)
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            return PutResult(key=put.key, ok=False, refused=(
+                f"document of {len(raw):,} bytes is over the store's limit "
+                f"({MAX_DOCUMENT_BYTES:,} bytes)"))  # fmt: skip
+        doc = raw.decode()
         if put.blind:
             row = conn.execute(
                 "INSERT INTO store_docs (idx, key, seq, doc) VALUES (?, ?, 1, ?) "
@@ -243,8 +296,7 @@ class EmbeddedStore:
     def delete(self, index: str, key: str) -> bool:
         """Remove ``key``; ``True`` if it existed."""
         try:
-            conn = self._conn()
-            with write_transaction(conn):
+            with self._conns.writing() as conn:
                 cur = conn.execute("DELETE FROM store_docs WHERE idx=? AND key=?", (index, key))
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -338,24 +390,24 @@ class EmbeddedStore:
     def search(self, index: str, query: Query) -> Page:
         """One page of documents matching every filter, in sort order then key (ports.Query)."""
         try:
-            conn = self._conn()
-            clauses, params = self._where(conn, index, query.filters, query.sort)
-            if query.after is not None:
-                cond, cond_params = self._after(query.sort, tuple(query.after))
-                clauses.append(cond)
-                params.extend(cond_params)
-            sort_exprs = [_extract(s.field) for s in query.sort]
-            order = ", ".join(
-                [f"{e} {s.order.upper()}" for e, s in zip(sort_exprs, query.sort, strict=True)]
-                + ["key ASC"]
-            )
-            select = ", ".join(["key", "doc", "seq", *sort_exprs])
-            where = " AND ".join(clauses)
-            limit = max(0, query.limit)
-            rows = conn.execute(
-                f"SELECT {select} FROM store_docs WHERE {where} ORDER BY {order} LIMIT ?",
-                (*params, limit + 1),
-            ).fetchall()
+            with self._conn() as conn:
+                clauses, params = self._where(conn, index, query.filters, query.sort)
+                if query.after is not None:
+                    cond, cond_params = self._after(query.sort, tuple(query.after))
+                    clauses.append(cond)
+                    params.extend(cond_params)
+                sort_exprs = [_extract(s.field) for s in query.sort]
+                order = ", ".join(
+                    [f"{e} {s.order.upper()}" for e, s in zip(sort_exprs, query.sort, strict=True)]
+                    + ["key ASC"]
+                )
+                select = ", ".join(["key", "doc", "seq", *sort_exprs])
+                where = " AND ".join(clauses)
+                limit = max(0, query.limit)
+                rows = conn.execute(
+                    f"SELECT {select} FROM store_docs WHERE {where} ORDER BY {order} LIMIT ?",
+                    (*params, limit + 1),
+                ).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
         hits = [
@@ -372,25 +424,25 @@ class EmbeddedStore:
     def count_by(self, index: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]:
         """Documents per value of ``field``; each element counts for arrays."""
         try:
-            conn = self._conn()
-            self._ensure_indexes(conn, index, {field})
-            clauses, params = self._where(conn, index, filters)
-            where = " AND ".join(clauses)
-            if field in self._array_fields(conn, index) or "." in field:
-                sql = (
-                    "SELECT CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-                    "ELSE CAST(j.value AS TEXT) END AS v, COUNT(DISTINCT d.key) "
-                    f"FROM (SELECT key, doc FROM store_docs WHERE {where}) AS d, "
-                    f"json_each(d.doc, {_json_path(field)}) AS j "
-                    "WHERE j.type NOT IN ('null', 'object', 'array') GROUP BY v"
-                )
-            else:
-                # Never held an array: group on the expression index, no JSON parsing.
-                sql = (
-                    f"SELECT {_extract(field)} AS v, COUNT(*) FROM store_docs "
-                    f"WHERE {where} AND {_extract(field)} IS NOT NULL GROUP BY v"
-                )
-            rows = conn.execute(sql, params).fetchall()
+            with self._conn() as conn:
+                self._ensure_indexes(conn, index, {field})
+                clauses, params = self._where(conn, index, filters)
+                where = " AND ".join(clauses)
+                if field in self._array_fields(conn, index) or "." in field:
+                    sql = (
+                        "SELECT CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+                        "ELSE CAST(j.value AS TEXT) END AS v, COUNT(DISTINCT d.key) "
+                        f"FROM (SELECT key, doc FROM store_docs WHERE {where}) AS d, "
+                        f"json_each(d.doc, {_json_path(field)}) AS j "
+                        "WHERE j.type NOT IN ('null', 'object', 'array') GROUP BY v"
+                    )
+                else:
+                    # Never held an array: group on the expression index, no JSON parsing.
+                    sql = (
+                        f"SELECT {_extract(field)} AS v, COUNT(*) FROM store_docs "
+                        f"WHERE {where} AND {_extract(field)} IS NOT NULL GROUP BY v"
+                    )
+                rows = conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
         if schema(index).get(field) == "boolean":
@@ -400,10 +452,12 @@ class EmbeddedStore:
     def count(self, index: str, filters: Sequence[Filter] = ()) -> int:
         """Number of documents matching every filter."""
         try:
-            conn = self._conn()
-            clauses, params = self._where(conn, index, filters)
-            where = " AND ".join(clauses)
-            row = conn.execute(f"SELECT COUNT(*) FROM store_docs WHERE {where}", params).fetchone()
+            with self._conn() as conn:
+                clauses, params = self._where(conn, index, filters)
+                where = " AND ".join(clauses)
+                row = conn.execute(
+                    f"SELECT COUNT(*) FROM store_docs WHERE {where}", params
+                ).fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
         return int(row[0])

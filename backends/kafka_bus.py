@@ -7,6 +7,14 @@ answered 202 only for durably accepted objects. Consumers never auto-commit:
 Consumers run with ``check_crcs=False``: the broker already verified batch
 CRCs on write, and checking them again in Python costs most of the consume
 time (PERFORMANCE.md). CRC32C on produce uses the ``crc32c`` C extension.
+
+On a secured cluster (``KafkaAuth``: SASL_SSL, SCRAM, the brokers' CA) each
+stage connects as its own principal, which may not create topics: creation is
+then skipped for topics that exist and this principal may describe
+(deploy/dev/SECURE.md: the broker answers TOPIC_AUTHORIZATION_FAILED to a
+create even for an existing topic). ``check_access`` tells a stage at start-up,
+loudly, when its principal lacks a right it needs: a kafka-python consumer
+without READ would otherwise poll nothing, forever, without an error.
 """
 
 from __future__ import annotations
@@ -14,21 +22,61 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
-from core.errors import BusUnavailable
-from core.ports import Incoming, Outgoing
+from core.errors import BusUnavailable, ConfigurationError
+from core.ports import GroupLag, Incoming, Outgoing
 from core.settings import KafkaSettings
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024 + 64 * 1024
 """A whole TAXII envelope limit (10 MB) plus record overhead."""
 
 _ASSIGNMENT_WAIT_S = 30.0
+_TOPIC_AUTHORIZATION_FAILED = 29
+_UNKNOWN_TOPIC = 3
+
+
+class Secret(str):
+    """A password that never shows in a repr (kafka-python logs its whole config at DEBUG)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+@dataclass(frozen=True)
+class KafkaAuth:
+    """How to reach a secured cluster: SASL_SSL + SCRAM as one principal, the brokers' CA."""
+
+    username: str
+    password: str = field(repr=False)
+    ca_file: Path | None = None
+    mechanism: str = "SCRAM-SHA-512"
+    check_hostname: bool = True
+
+    def client_config(self) -> dict[str, Any]:
+        """kafka-python settings (deploy/dev/SECURE.md, "Client settings that worked")."""
+        return {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": self.mechanism,
+            "sasl_plain_username": self.username,
+            "sasl_plain_password": Secret(self.password),
+            "ssl_cafile": str(self.ca_file) if self.ca_file else None,
+            "ssl_check_hostname": self.check_hostname,
+        }
 
 
 def _incoming(record: Any) -> Incoming:
@@ -115,8 +163,10 @@ class KafkaBus:
         *,
         prefix: str = "",
         request_timeout_s: float = 30.0,
+        auth: KafkaAuth | None = None,
     ) -> None:
         self._bootstrap = bootstrap.split(",")
+        self._auth = auth
         self._settings = settings
         self._prefix = prefix
         self._timeout_ms = int(request_timeout_s * 1000)
@@ -129,11 +179,19 @@ class KafkaBus:
     # ------------------------------------------------------------ plumbing
 
     def _common(self) -> dict[str, Any]:
-        return {
+        common = {
             "bootstrap_servers": self._bootstrap,
             "client_id": self._settings.client_id,
             "bootstrap_timeout_ms": self._timeout_ms,
         }
+        if self._auth is not None:
+            common |= self._auth.client_config()
+        return common
+
+    @property
+    def principal(self) -> str:
+        """Who this bus is to the brokers (for messages; never a secret)."""
+        return f"User:{self._auth.username}" if self._auth else "an unauthenticated client"
 
     def _admin_client(self) -> KafkaAdminClient:
         if self._closed:
@@ -161,7 +219,12 @@ class KafkaBus:
         return self._producer
 
     def _ensure_topic(self, name: str) -> None:
-        """Create ``name`` with the configured partitions on first use (idempotent)."""
+        """Create ``name`` with the configured partitions on first use (idempotent).
+
+        A principal without CREATE (every stage on a secured cluster) is refused the
+        create even when the topic exists; then the topic must exist and be
+        describable, which is checked instead.
+        """
         if name in self._topics:
             return
         admin = self._admin_client()
@@ -175,8 +238,57 @@ class KafkaBus:
             admin.create_topics([topic], timeout_ms=self._timeout_ms)
         except TopicAlreadyExistsError:
             pass
+        except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+            self._describe(name)  # raises when it does not exist or is not ours to use
         admin.wait_for_topics([name], timeout_ms=self._timeout_ms)
         self._topics.add(name)
+
+    def _describe(self, name: str) -> dict[str, Any]:
+        """The topic's metadata; ``ConfigurationError`` when missing or not describable."""
+        [meta] = self._admin_client().describe_topics([name])
+        assert isinstance(meta, dict)
+        code = meta.get("error_code", 0)
+        if code == _TOPIC_AUTHORIZATION_FAILED:
+            raise ConfigurationError(
+                f"Kafka refuses topic {name!r} to {self.principal} (no DESCRIBE ACL, or no "
+                "such topic); the operator grants the stage ACLs (deploy/dev/SECURE.md)"
+            )
+        if code == _UNKNOWN_TOPIC:
+            raise ConfigurationError(
+                f"Kafka topic {name!r} does not exist and {self.principal} may not create it; "
+                "the operator creates ThreatBay's topics (deploy/dev/services acls, compose.yaml)"
+            )
+        if code:
+            raise BusUnavailable(f"Kafka cannot describe topic {name!r} (error {code})")
+        return meta
+
+    def check_access(self, write: Sequence[str] = (), read: Sequence[str] = ()) -> None:
+        """Raise ``ConfigurationError`` naming every topic this principal may not use as needed.
+
+        For a stage's start-up on a secured cluster: kafka-python would otherwise fail late
+        (a publish) or never (a consumer without READ polls nothing). Topics are created
+        first where this principal may; unauthenticated (PLAINTEXT) buses are not checked.
+        """
+        if self._auth is None:
+            return
+        problems: list[str] = []
+        wanted = [(t, "WRITE") for t in write] + [(t, "READ") for t in read]
+        for topic, op in wanted:
+            name = self._prefix + topic
+            try:
+                with self._lock:
+                    self._ensure_topic(name)
+                meta = self._describe(name)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+                continue
+            except KafkaError as exc:
+                raise BusUnavailable(f"Kafka unreachable while checking {name!r}: {exc!r}") from exc
+            allowed = meta.get("authorized_operations")
+            if isinstance(allowed, list) and op not in allowed and "ALL" not in allowed:
+                problems.append(f"{self.principal} has no {op} on Kafka topic {name!r}")
+        if problems:
+            raise ConfigurationError("; ".join(dict.fromkeys(problems)))
 
     # ----------------------------------------------------------------- api
 
@@ -243,6 +355,40 @@ class KafkaBus:
         except Exception as exc:
             raise BusUnavailable(f"cannot join group {group!r} on {name!r}: {exc!r}") from exc
         return KafkaConsumerMember(consumer, listener)
+
+    def lag(self, topic: str, group: str) -> GroupLag:
+        """Committed offset (the log start if none) and end offset of every partition."""
+        name, group_id = self._prefix + topic, self._prefix + group
+        try:
+            with self._lock:  # the admin client is shared with topic creation
+                return self._lag(topic, group, name, group_id)
+        except BusUnavailable:
+            raise
+        except Exception as exc:  # any client failure: the bus cannot answer
+            raise BusUnavailable(
+                f"cannot read the lag of {group_id!r} on {name!r}: {exc!r}"
+            ) from exc
+
+    def _lag(self, topic: str, group: str, name: str, group_id: str) -> GroupLag:
+        admin = self._admin_client()
+        topics = admin.describe_topics([name])
+        partitions = [
+            TopicPartition(name, p["partition_index"])
+            for t in topics
+            if not t.get("error_code")
+            for p in t["partitions"]
+        ]
+        if not partitions:
+            return GroupLag(topic, group, {})
+        ends = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST))
+        starts = admin.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.EARLIEST))
+        committed = admin.list_group_offsets({group_id: partitions}).get(group_id, {})
+        found: dict[int, tuple[int, int]] = {}
+        for tp in partitions:
+            done = committed.get(tp)
+            position = done.offset if done is not None and done.offset >= 0 else starts[tp].offset
+            found[tp.partition] = (position, ends[tp].offset)
+        return GroupLag(topic, group, found)
 
     def _reset_group(self, group: str, name: str) -> bool:
         """Commit the earliest offsets for ``group``; ``False`` if the group has live members."""

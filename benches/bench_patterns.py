@@ -13,8 +13,9 @@ from pathlib import Path
 
 from stix2patterns.validator import run_validator
 
-from core.observables import _observables, observables
-from core.patterns import antlr_pattern_error, pattern_error, simple_comparisons
+from core.observables import _CACHE as OBSERVABLES_CACHE
+from core.observables import observables
+from core.patterns import clear_caches, pattern_error, simple_comparisons
 
 CORPUS = Path(__file__).parent.parent / "tests" / "data" / "patterns"
 SHA256 = "aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f"
@@ -55,7 +56,7 @@ def main() -> None:
     report("stix2-patterns run_validator, simple", per_call_us(run_validator, simple[:200]))
     report("stix2-patterns run_validator, compound", per_call_us(run_validator, compound))
     report("pattern_error uncached, simple", per_call_us(uncached_pattern_error, simple))
-    antlr_pattern_error.cache_clear()
+    clear_caches()
     report("pattern_error compound, cached (hit)", per_call_us(pattern_error, compound))
     report("observables(), simple (after 1st call)", per_call_us(observables, simple))
     distinct = [
@@ -63,7 +64,7 @@ def main() -> None:
         f" OR file:hashes.SHA256 = '{SHA256[:-4]}{i:04x}']"
         for i in range(2000)
     ]
-    _observables.cache_clear()
+    OBSERVABLES_CACHE.clear()
     report("observables(), 3 simple comparisons, uncached", per_call_us(observables, distinct, 1))
     compound_distinct = [
         f"[network-traffic:dst_ref.value = '198.51.{i // 256}.{i % 256}'"
@@ -77,7 +78,7 @@ def main() -> None:
     fast = sum(simple_comparisons(p) is not None for p in mix)
     valid = sum(r["antlr_valid"] for r in rows)
     print(f"generated corpus: {len(mix)} patterns, {valid} valid, fast path takes {fast}")
-    antlr_pattern_error.cache_clear()
+    clear_caches()
     start = time.perf_counter()
     for pattern in mix:
         pattern_error(pattern)

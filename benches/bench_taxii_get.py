@@ -1,7 +1,18 @@
-"""TAXII pull latency: GET objects pages (limit 100), ThreatBay vs medallion 3.0.0.
+"""TAXII pull latency: GET objects pages (limit 100), ThreatBay vs medallion 3.0.0;
+and what the date_added watermark costs (issue 18).
 
 Run: ``.venv/bin/python benches/bench_taxii_get.py [--sizes 1000,100000]
 [--medallion-sizes 1000,3000] [--medallion /tmp/medallion-venv/bin/medallion]``
+
+Watermark: ``.venv/bin/python benches/bench_taxii_get.py --watermark [--es http://127.0.0.1:9200]
+[--watermark-size 3000]``. For each store (embedded; Elasticsearch when ``--es`` is given, under
+a throw-away namespace) and each mode it starts an API process and measures (a) the GET
+latency of the first page, (b) how long after a writer's ``store_objects`` returned a poller
+(``added_after`` = the last X-TAXII-Date-Added-Last, back to back) first sees each object,
+while a writer in this process stores 10 objects every 100 ms for ~8 s. Modes: ``none`` (the
+route with the watermark taken out: what GET did before issue 18), ``settle=1`` (the
+default: one settle per second per process), ``settle=0`` (a settle on every request: the
+worst case). The writer is another process than the API, as a correlator is.
 
 ThreatBay: one uvicorn worker, embedded store, objects written with
 ``records.objects.store_objects`` (what the correlation worker does), read
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -52,6 +64,7 @@ class Client:
     def __init__(self, port: int, auth: str) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         self.headers = {"Authorization": auth, "Accept": TAXII}
+        self.last: str | None = None
 
     def get(self, path: str) -> tuple[float, dict[str, Any]]:
         t0 = time.perf_counter()
@@ -60,6 +73,7 @@ class Client:
         body = resp.read()
         elapsed = time.perf_counter() - t0
         assert resp.status == 200, (resp.status, body[:300])
+        self.last = resp.getheader("X-TAXII-Date-Added-Last")
         return elapsed, orjson.loads(body)
 
     def post(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +151,194 @@ def bench_threatbay(n: int) -> dict[str, float]:
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+WATERMARK_SERVER = """
+import sys, uvicorn
+sys.path.insert(0, {root!r})
+from api.app import create_app
+from api.taxii import routes
+from core.settings import Settings
+from threatbay.bootstrap import build
+if {none!r}:
+    routes._settled = lambda request: None  # the GET path as before issue 18
+settings = Settings(data_dir={data_dir!r}, store_url={store_url!r} or "")
+settings.taxii.settle_interval_s = {settle!r}
+uvicorn.run(create_app(build(settings)), host="127.0.0.1", port={port}, log_level="warning")
+"""
+
+
+class WatermarkServer(Server):
+    """An API process whose GET path has the watermark (``settle`` s) or not (``none``)."""
+
+    def __init__(self, data_dir: str, store_url: str, settle: float, none: bool) -> None:
+        from bench_taxii_push import ROOT
+
+        self.port = free_port()
+        code = WATERMARK_SERVER.format(
+            root=str(ROOT),
+            data_dir=data_dir,
+            store_url=store_url,
+            settle=settle,
+            none=none,
+            port=self.port,
+        )
+        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("server did not start") from None
+                time.sleep(0.1)
+
+
+def _services(data_dir: str, store_url: str) -> Any:
+    from core.settings import Settings
+    from threatbay.bootstrap import build
+
+    return build(Settings(data_dir=Path(data_dir), store_url=store_url))
+
+
+def _provenance() -> Any:
+    from core.provenance import Provenance
+
+    return Provenance("gd-cac", "GD", "2026-01-01T00:00:00.000Z", "bench", tlp="green")
+
+
+def visibility(port: int, auth: str, data_dir: str, store_url: str, salt: str) -> list[float]:
+    """Seconds from ``store_objects`` returning to a poller first seeing each object."""
+    import threading
+
+    from core.envelope import Accepted
+    from records.objects import store_objects
+
+    services = _services(data_dir, store_url)
+    acked: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def write() -> None:
+        for r in range(80):
+            batch = [Accepted(indicator(r * 10 + i, salt), _provenance()) for i in range(10)]
+            store_objects(services.store, batch, services.clock)
+            now = time.perf_counter()
+            acked.update({a.obj["id"]: now for a in batch})
+            time.sleep(0.1)
+        stop.set()
+
+    writer = threading.Thread(target=write)
+    client = Client(port, auth)
+    base = "/taxii2/api/collections/shared-all/objects/?limit=1000"
+    _, _ = client.get(base)
+    cursor = client.last
+    writer.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = stop.is_set()
+        query = base + (f"&added_after={quote(cursor)}" if cursor else "")
+        _, body = client.get(query)
+        now = time.perf_counter()
+        for obj in body["objects"]:
+            seen.setdefault(obj["id"], now)
+        cursor = client.last or cursor
+        if done and set(acked) <= set(seen):
+            break
+    writer.join()
+    services.close()
+    return [seen[i] - acked[i] for i in acked if i in seen]
+
+
+def bench_watermark(n: int, es_url: str | None) -> None:
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
+    stores = [("embedded", "")] + ([("elasticsearch", es_url)] if es_url else [])
+    for label, store_url in stores:
+        tmp = tempfile.mkdtemp(prefix="tb-wm-")
+        ns = f"bench-wm-{uuid.uuid4().hex[:8]}-" if store_url else ""
+        old_ns = os.environ.get("THREATBAY_NAMESPACE")
+        os.environ["THREATBAY_NAMESPACE"] = ns
+        try:
+            creds = register(tmp, store_url=store_url)
+            load(tmp, store_url, n)
+            cost = settle_cost(tmp, store_url)
+            print(f"{label:13s} one settle (floors read + write + objects refresh): {cost}")
+            auth = basic(*creds["gd-cncert"])
+            for mode, settle, none in (
+                ("none", 1.0, True),
+                ("settle=1", 1.0, False),
+                ("settle=0", 0.0, False),
+            ):
+                server = WatermarkServer(tmp, store_url, settle, none)
+                try:
+                    client = Client(server.port, auth)
+                    base = "/taxii2/api/collections/shared-all/objects/?limit=100"
+                    client.get(base)
+                    times = [client.get(base)[0] * 1000 for _ in range(REPEATS * 2)]
+                    delays = sorted(visibility(server.port, auth, tmp, store_url, mode + ns))
+                finally:
+                    server.close()
+                print(
+                    f"{label:13s} {mode:11s} GET first page p50 {statistics.median(times):6.1f} "
+                    f"ms p99 {sorted(times)[int(0.99 * (len(times) - 1))]:6.1f} ms | visible "
+                    f"after ack p50 {statistics.median(delays) * 1000:6.0f} ms p95 "
+                    f"{delays[int(0.95 * (len(delays) - 1))] * 1000:6.0f} ms max "
+                    f"{delays[-1] * 1000:6.0f} ms ({len(delays)} objects)"
+                )
+        finally:
+            if store_url:
+                services = _services(tmp, store_url)
+                services.store.drop_indices()  # type: ignore[attr-defined]
+                services.close()
+            if old_ns is None:
+                os.environ.pop("THREATBAY_NAMESPACE", None)
+            else:
+                os.environ["THREATBAY_NAMESPACE"] = old_ns
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def settle_cost(data_dir: str, store_url: str, repeats: int = 200) -> str:
+    """Wall and CPU time of one settle of the watermark, in this process."""
+    from records.date_added import book_of
+
+    services = _services(data_dir, store_url)
+    services.settings.taxii.settle_interval_s = 0.0
+    book = book_of(services.store, services.clock, services.settings.taxii)
+    book.settled()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        book.settled()
+        walls.append((time.perf_counter() - w0) * 1000)
+        cpus.append((time.process_time() - c0) * 1000)
+    holds = []
+    for _ in range(repeats):
+        w0 = time.perf_counter()
+        with book.hold() as held:
+            held.stamp()
+        holds.append((time.perf_counter() - w0) * 1000)
+    services.close()
+    walls.sort()
+    holds.sort()
+    return (
+        f"p50 {statistics.median(walls):.2f} ms p99 {walls[int(0.99 * (len(walls) - 1))]:.2f} ms "
+        f"wall, {statistics.median(cpus):.2f} ms CPU (client side); a writer's floor per batch "
+        f"(register + release) p50 {statistics.median(holds):.2f} ms "
+        f"p99 {holds[int(0.99 * (len(holds) - 1))]:.2f} ms"
+    )
+
+
+def load(data_dir: str, store_url: str, n: int) -> None:
+    from core.envelope import Accepted
+    from records.objects import store_objects
+
+    services = _services(data_dir, store_url)
+    for start in range(0, n, 1000):
+        batch = [Accepted(indicator(i), _provenance()) for i in range(start, min(n, start + 1000))]
+        store_objects(services.store, batch, services.clock)
+    services.store.refresh("threatbay-objects")
+    services.close()
 
 
 MEDALLION_COLLECTION = "91a7b528-80eb-42ed-a74d-c6fbd5a26116"
@@ -234,7 +436,13 @@ def main() -> None:
     parser.add_argument("--medallion-sizes", default="1000,3000")
     parser.add_argument("--medallion", default="/tmp/medallion-venv/bin/medallion")
     parser.add_argument("--medallion-repeats", type=int, default=3)
+    parser.add_argument("--watermark", action="store_true", help="only the watermark's cost")
+    parser.add_argument("--watermark-size", type=int, default=3000)
+    parser.add_argument("--es", default=None, help="Elasticsearch URL for the watermark bench")
     args = parser.parse_args()
+    if args.watermark:
+        bench_watermark(args.watermark_size, args.es)
+        return
     ours: dict[int, dict[str, float]] = {}
     sizes = sorted(
         {int(s) for s in args.sizes.split(",")} | {int(s) for s in args.medallion_sizes.split(",")}

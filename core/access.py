@@ -54,6 +54,10 @@ class Agency:
     roles: tuple[str, ...] = ("publisher", "analyst")
     webhook_url: str | None = None
     crossborder_consent: tuple[str, ...] = ()
+    cert_names: tuple[str, ...] = ()
+    """Subject CN or SAN values (DNS, e-mail, URI) that name this agency's client certificates."""
+    require_client_cert: bool = False
+    """Refuse this agency's key or bearer token unless its client certificate comes with it."""
 
     def __post_init__(self) -> None:
         if not _AGENCY_ID.match(self.id):
@@ -70,6 +74,10 @@ class Agency:
         for j in self.crossborder_consent:
             if j not in JURISDICTIONS:
                 raise AccessError(f"crossborder_consent entries must be among {JURISDICTIONS}")
+        if any(not n.strip() or n != n.strip() for n in self.cert_names):
+            raise AccessError("cert_names entries must be non-empty, without surrounding spaces")
+        if self.require_client_cert and not self.cert_names:
+            raise AccessError("require_client_cert needs cert_names naming the certificate")
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -83,6 +91,8 @@ class Agency:
             "roles": list(self.roles),
             "webhook_url": self.webhook_url,
             "crossborder_consent": list(self.crossborder_consent),
+            "cert_names": list(self.cert_names),
+            "require_client_cert": self.require_client_cert,
         }
 
     @classmethod
@@ -97,6 +107,8 @@ class Agency:
             roles=tuple(doc.get("roles", ())),
             webhook_url=doc.get("webhook_url"),
             crossborder_consent=tuple(doc.get("crossborder_consent") or ()),
+            cert_names=tuple(doc.get("cert_names") or ()),
+            require_client_cert=bool(doc.get("require_client_cert", False)),
         )
 
 

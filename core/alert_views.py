@@ -14,6 +14,7 @@ from typing import Any
 
 from core import policy
 from core.alerts import Alert, reader_view
+from core.redaction import event_for
 
 #: How an indicator summary is decided (``policy.decide_record``, or a memo of it).
 Decide = Callable[
@@ -52,9 +53,12 @@ def alert_view(
     visible |= {e["by"] for e in alert["timeline"] if e.get("by")}
     view["agencies"] = sorted(a for a in alert["agencies"] if a in visible)
     view["timeline"] = [
-        {**e, "new_agencies": [a for a in e["new_agencies"] if a in visible]}
-        if "new_agencies" in e
-        else e
+        event_for(
+            reader.jurisdiction,
+            {**e, "new_agencies": [a for a in e["new_agencies"] if a in visible]}
+            if "new_agencies" in e
+            else e,
+        )
         for e in alert["timeline"]
     ]
     return view

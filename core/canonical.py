@@ -22,6 +22,19 @@ nothing raises. Choices beyond the letter of DOMAIN.md, written down once:
   lower-cased when it is hex. ssdeep is case-sensitive base64 and kept; TLSH is
   upper-cased (its usual ``T1...`` spelling).
 - Email address: refanged, trimmed, lower case, domain part IDNA-encoded.
+
+Cross-type keying rules (DOMAIN.md "Known real-world traps"), applied by
+core/observables.py; the data they need is here:
+
+- ``ADDRESS_PATHS``: where an IP literal keys as the address itself whatever
+  type the producer wrote (``[domain-name:value = '188.93.127.34']`` is the
+  address 188.93.127.34).
+- ``url_address``: a URL whose host is an IP literal also names that address
+  (looking the address up finds the URL's record too).
+- ``typed_reference``: MISP-STIX writes an address as
+  ``[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = 'a.b.c.d']``;
+  a type assertion that agrees with the value adds nothing, so the AND is the
+  one comparison ``network-traffic:dst_ref.value = 'a.b.c.d'``.
 """
 
 from __future__ import annotations
@@ -379,3 +392,62 @@ def _canonical_value(observable_type: str, path: str, value: str) -> str:
     if observable_type == "mac-addr":
         return value.strip().lower().replace("-", ":")
     return value.strip()
+
+
+# --- cross-type keying ------------------------------------------------------------------
+
+#: (object type, canonical path) whose IP literal keys as ``ipv4-addr`` / ``ipv6-addr``.
+ADDRESS_PATHS = frozenset(
+    {
+        ("ipv4-addr", "value"),
+        ("ipv6-addr", "value"),
+        ("network-traffic", "dst_ref.value"),
+        ("network-traffic", "src_ref.value"),
+        ("domain-name", "value"),
+    }
+)
+
+
+def address_type(address: str) -> str:
+    """``ipv4-addr`` or ``ipv6-addr`` for a canonical address or network."""
+    return "ipv6-addr" if ":" in address else "ipv4-addr"
+
+
+def url_address(url: str) -> str | None:
+    """The address a canonical URL's host is (``http://[2001:db8::1]:8080/x`` -> 2001:db8::1)."""
+    scheme_end = url.find("://")
+    if scheme_end == -1:
+        return None
+    authority = url[scheme_end + 3 :].split("/", 1)[0].split("?", 1)[0]
+    host = authority.rpartition("@")[2]
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if not host[:1].isdigit() and not (host[:1] in "abcdefABCDEF" and ":" in host):
+        return None
+    address = ip_or_none(host)
+    return address if address is not None and "/" not in address else None
+
+
+def typed_reference(comparisons: list[tuple[str, str, str]]) -> tuple[str, str, str] | None:
+    """``X:R.type = 'T' AND X:R.value = 'V'`` as ``(X, "R.value", V)`` when T agrees with V.
+
+    ``comparisons`` are (object type, canonical path, value) AND-ed in one
+    observation. T agrees when V is an address of that version (``ipv4-addr`` /
+    ``ipv6-addr``) or V is a name and T is ``domain-name``; anything else
+    (another type, a third comparison such as a port) keeps the pattern whole.
+    """
+    if len(comparisons) != 2:
+        return None
+    (t1, p1, v1), (t2, p2, v2) = sorted(comparisons, key=lambda c: c[1])
+    ref = p1.removesuffix(".type")
+    if t1.lower() != t2.lower() or p1 != ref + ".type" or p2 != ref + ".value" or not ref:
+        return None
+    address = ip_or_none(v2)
+    written = v1.strip().lower()
+    if address is not None:
+        agrees = written == address_type(address)
+    else:
+        agrees = written == "domain-name"
+    return (t2, p2, v2) if agrees else None

@@ -10,8 +10,13 @@ the rest, the same way for the correlator, the alert engine and the notifier:
 - **poison**: the dead letters go to ``intel.dlq`` with their reason, then the
   batch is committed. A ``Poison`` raised by ``handle`` for a whole batch is
   narrowed down: the batch is handled again message by message (every stage
-  is idempotent), the messages that still raise go to ``intel.dlq`` with the
-  reason, the others are processed;
+  is idempotent), and a message that still raises is handled unit by unit
+  (``units``: the objects of a raw message, the changes of a change message);
+  the units that still raise go to ``intel.dlq`` with the reason, the others
+  are processed. ``Refused`` (the store refused a document for good: a value
+  its mapping cannot hold, a document over its size limit) is such a
+  ``Poison``, raised by the records writes once every other document of the
+  write landed, so one bad document never stalls a partition;
 - **outage**: ``StoreUnavailable`` / ``BusUnavailable`` (``Unavailable``) rewind
   to the last commit, back off (doubling, up to ``max_backoff_s``) and retry;
   nothing uncommitted is lost and nothing is committed that was not written;
@@ -26,15 +31,17 @@ acknowledged every write of the batch.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from core import names
-from core.errors import Poison, Unavailable
+from core.errors import BusUnavailable, Poison, Unavailable
 from core.ports import Bus, Consumer, Incoming, Outgoing
 from core.settings import ConsumerSettings
 
@@ -91,19 +98,31 @@ def positions(messages: Sequence[Incoming]) -> str:
     return ", ".join(f"{t}[{p}]@{min(o)}-{max(o)}" for (t, p), o in sorted(spans.items()))
 
 
+#: Upper bounds (seconds) of the batch-latency histogram buckets (``/metrics``).
+BATCH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
 @dataclass
 class StageHealth:
     """What the operator sees of one running stage (``threatbay status``, ``/metrics``)."""
 
     name: str
+    topic: str | None = None
+    group: str | None = None
     batches: int = 0
     messages: int = 0
     dead_letters: int = 0
     last_dead_reasons: list[str] = field(default_factory=list)
     outages: int = 0
+    store_errors: int = 0
+    bus_errors: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
     last_batch_s: float = 0.0
+    last_batch_at: float | None = None
+    batch_seconds_sum: float = 0.0
+    #: batches per bucket of ``BATCH_BUCKETS`` (not cumulative), the last one for +Inf
+    batch_buckets: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS) + 1))
 
     def dead(self, letters: Sequence[DeadLetter]) -> None:
         self.dead_letters += len(letters)
@@ -111,6 +130,26 @@ class StageHealth:
 
     def failed(self, error: str) -> None:
         self.last_error, self.last_error_at = error[:500], time.time()
+
+    def unavailable(self, exc: Unavailable) -> None:
+        self.outages += 1
+        if isinstance(exc, BusUnavailable):
+            self.bus_errors += 1
+        else:
+            self.store_errors += 1
+        self.failed(f"{type(exc).__name__}: {exc}")
+
+    def batch(self, messages: int, seconds: float) -> None:
+        self.batches += 1
+        self.messages += messages
+        self.last_batch_s = seconds
+        self.last_batch_at = time.time()
+        self.batch_seconds_sum += seconds
+        self.batch_buckets[bisect.bisect_left(BATCH_BUCKETS, seconds)] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (heartbeats, ``threatbay status``)."""
+        return dataclasses.asdict(self)
 
 
 class ConsumerStage:
@@ -137,6 +176,19 @@ class ConsumerStage:
     def housekeeping(self) -> None:
         """Periodic work done between polls (none by default)."""
 
+    def units(self, message: Incoming) -> Sequence[Incoming]:
+        """The independent parts of ``message``, each as a message of its own (poison narrowing).
+
+        By default the message itself; a stage whose messages carry several
+        objects or changes splits them, so only the one that is poison is
+        dead-lettered.
+        """
+        return [message]
+
+    def dead_letter(self, unit: Incoming, reason: str) -> DeadLetter:
+        """The dead letter of one message or unit found to be poison."""
+        return DeadLetter.of(unit, reason)
+
     # --------------------------------------------------------------- driving
 
     def run(self, stop: threading.Event, *, from_beginning: bool = False) -> None:
@@ -149,8 +201,7 @@ class ConsumerStage:
                     self.step(consumer, timeout_s=self.poll_timeout_s)
                     backoff = 0.5
                 except Unavailable as exc:
-                    self._health().outages += 1
-                    self._health().failed(f"{type(exc).__name__}: {exc}")
+                    self._health().unavailable(exc)
                     log.warning("%s: %s; rewinding, retry in %.1fs", self.name, exc, backoff)
                     consumer.rewind()
                     stop.wait(backoff)
@@ -173,11 +224,10 @@ class ConsumerStage:
         except Unavailable:
             raise
         except Exception as exc:
-            self._health().failed(f"{type(exc).__name__}: {exc}")
-            log.error(
-                "%s: bug while processing %s: %s: %s (not committed; the stage stops)",
-                self.name, positions(messages), type(exc).__name__, exc,
-            )  # fmt: skip
+            # Logged once by the supervisor (threatbay/bootstrap.py ``Loops``), with this note.
+            where = f"{self.name}: bug while processing {positions(messages)} (not committed)"
+            exc.add_note(where)
+            self._health().failed(f"{type(exc).__name__}: {exc} [{where}]")
             raise
         dead = handled.dead
         if dead:
@@ -186,25 +236,36 @@ class ConsumerStage:
             for d in dead[:3]:
                 log.warning("%s: dead-lettered %s: %s", self.name, d.key, d.reason[:300])
         consumer.commit()
-        health = self._health()
-        health.batches += 1
-        health.messages += len(messages)
-        health.last_batch_s = time.monotonic() - started
+        self._health().batch(len(messages), time.monotonic() - started)
         return handled.count
 
     def process_batch(self, messages: Sequence[Incoming]) -> Handled:
-        """``handle`` the batch; on ``Poison`` narrow it down to the messages that cause it."""
+        """``handle`` the batch; on ``Poison`` narrow it down to the units that cause it."""
         try:
             return self.handle(messages)
         except Poison as poison:
             if len(messages) == 1:
-                return Handled([DeadLetter.of(messages[0], poison.reason)])
+                return self._narrow_units(messages[0], poison)
+        log.warning("%s: poison in %s; narrowing it down", self.name, positions(messages))
         handled = Handled()
         for message in messages:
             try:
                 handled.add(self.handle([message]))
             except Poison as poison:
-                handled.dead.append(DeadLetter.of(message, poison.reason))
+                handled.add(self._narrow_units(message, poison))
+        return handled
+
+    def _narrow_units(self, message: Incoming, poison: Poison) -> Handled:
+        """``message`` raised ``poison``: handle its units one by one, dead-letter the bad ones."""
+        units = self.units(message)
+        if len(units) <= 1:
+            return Handled([self.dead_letter(message, poison.reason)])
+        handled = Handled()
+        for unit in units:
+            try:
+                handled.add(self.handle([unit]))
+            except Poison as bad:
+                handled.dead.append(self.dead_letter(unit, bad.reason))
         return handled
 
     def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
@@ -213,8 +274,12 @@ class ConsumerStage:
 
     def _health(self) -> StageHealth:
         if self.health is None:
-            self.health = StageHealth(self.name)
+            self.health = StageHealth(self.name, self.topic, self.group)
         return self.health
+
+    def stage_health(self) -> StageHealth:
+        """This stage's health, created on first use (the supervisor reports it)."""
+        return self._health()
 
 
 def drain_until_idle(step: Callable[[], int], idle_polls: int = 2) -> int:

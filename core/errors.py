@@ -48,6 +48,21 @@ class Poison(ThreatBayError):
         self.reason = reason
 
 
+class Refused(Poison):
+    """The store permanently refused documents a batch wrote (``PutResult.refused``).
+
+    ``reasons`` maps each refused key to why; every other document of the
+    write landed. Raised by records writes, it is poison for the input that
+    produced those documents: the consumer loop narrows the batch down to it
+    (core/consuming.py) and dead-letters it with the reason.
+    """
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        shown = "; ".join(f"{k[:120]}: {r}" for k, r in list(reasons.items())[:3])
+        super().__init__(f"store refused {len(reasons)} document(s): {shown}")
+        self.reasons = reasons
+
+
 class InvalidObject(ThreatBayError):
     """A STIX object failed validation; ``reason`` says precisely why."""
 

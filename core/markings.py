@@ -22,6 +22,16 @@ the source lists the *agency ids* of the recipients in either
 Both are read and their union is returned. Marking statements are free text
 and are not parsed for recipients. Recipients outside the source's
 jurisdiction never receive a RED report (RED never crosses a border).
+
+Unknown or custom marking definitions fail closed (DOMAIN.md), by refusing the
+object at ingest (``marking_error``) rather than guessing its level: the pusher
+learns at once, in the TAXII status, instead of its object silently reaching
+fewer (or more) readers than it meant. Known markings are the TLP 1.0 and 2.0
+ids, and ``statement`` marking definitions (copyright, terms of use: they
+restrict no one) pushed in the same envelope or before. A ``marking-definition``
+object defining a TLP level (``definition_type: tlp``, or the TLP 2.0
+extension) under any other id is itself refused: TLP has exactly the ids
+above. Marking ids and recipients are compared in lower case.
 """
 
 from __future__ import annotations
@@ -99,11 +109,14 @@ def most_restrictive(tlps: Iterable[Tlp]) -> Tlp:
     return best
 
 
+def tlp_of_marking_id(ref: Any) -> Tlp | None:
+    """The TLP level of one marking id (compared in lower case), None when not a TLP id."""
+    return TLP_BY_MARKING_ID.get(ref.lower()) if isinstance(ref, str) else None
+
+
 def tlp_of_marking_refs(refs: Iterable[Any]) -> Tlp | None:
     """Most restrictive TLP among marking ids, or None when none of them is a TLP id."""
-    found = [
-        TLP_BY_MARKING_ID[ref] for ref in refs if isinstance(ref, str) and ref in TLP_BY_MARKING_ID
-    ]
+    found = [tlp for tlp in map(tlp_of_marking_id, refs) if tlp is not None]
     return most_restrictive(found) if found else None
 
 
@@ -128,7 +141,7 @@ def red_recipients(obj: Mapping[str, Any]) -> tuple[str, ...]:
         ext = extensions.get(THREATBAY_SHARING_EXTENSION)
         if isinstance(ext, dict) and isinstance(ext.get("recipients"), list):
             names.extend(x for x in ext["recipients"] if isinstance(x, str))
-    return tuple(sorted({n.strip() for n in names if n.strip()}))
+    return tuple(sorted({n.strip().lower() for n in names if n.strip()}))
 
 
 def granular_tlps(obj: Mapping[str, Any]) -> dict[str, Tlp]:
@@ -140,16 +153,60 @@ def granular_tlps(obj: Mapping[str, Any]) -> dict[str, Tlp]:
     for marking in markings:
         if not isinstance(marking, dict):
             continue
-        ref = marking.get("marking_ref")
+        tlp = tlp_of_marking_id(marking.get("marking_ref"))
         selectors = marking.get("selectors")
-        if not isinstance(ref, str) or ref not in TLP_BY_MARKING_ID:
+        if tlp is None or not isinstance(selectors, list):
             continue
-        if not isinstance(selectors, list):
-            continue
-        tlp = TLP_BY_MARKING_ID[ref]
         for selector in selectors:
             if not isinstance(selector, str):
                 continue
             prior = result.get(selector)
             result[selector] = tlp if prior is None else most_restrictive((prior, tlp))
     return result
+
+
+def marking_refs(obj: Mapping[str, Any]) -> list[str]:
+    """Every marking id ``obj`` names (object and granular markings), as written."""
+    direct = obj.get("object_marking_refs")
+    refs = [r for r in direct if isinstance(r, str)] if isinstance(direct, list) else []
+    granular = obj.get("granular_markings")
+    for marking in granular if isinstance(granular, list) else []:
+        if isinstance(marking, dict) and isinstance(marking.get("marking_ref"), str):
+            refs.append(marking["marking_ref"])
+    return refs
+
+
+def is_statement_definition(obj: Mapping[str, Any]) -> bool:
+    """A ``marking-definition`` that only states terms (restricts no reader)."""
+    definition = obj.get("definition")
+    return (
+        obj.get("type") == "marking-definition"
+        and obj.get("definition_type") == "statement"
+        and isinstance(definition, dict)
+        and set(definition) == {"statement"}
+        and not obj.get("extensions")
+    )
+
+
+def marking_error(obj: Mapping[str, Any], statements: frozenset[str] = frozenset()) -> str | None:
+    """Why ``obj``'s markings cannot be honoured (module docstring), or None.
+
+    ``statements``: canonical ids of statement markings known to the platform.
+    """
+    if obj.get("type") == "marking-definition":
+        own = obj.get("id")
+        defines_tlp = obj.get("definition_type") == "tlp" or (
+            isinstance(obj.get("extensions"), dict) and TLP2_EXTENSION in obj["extensions"]
+        )
+        if tlp_of_marking_id(own) is None and (defines_tlp or not is_statement_definition(obj)):
+            return (
+                f"{own} defines a marking this platform cannot honour: TLP levels have "
+                "exactly the TLP 1.0 / 2.0 ids, and other custom markings fail closed"
+            )
+    for ref in marking_refs(obj):
+        if tlp_of_marking_id(ref) is None and ref.lower() not in statements:
+            return (
+                f"marking {ref} is not a TLP 1.0 / 2.0 marking nor a statement marking pushed "
+                "before; unknown markings fail closed (mark with a TLP id)"
+            )
+    return None

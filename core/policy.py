@@ -58,7 +58,9 @@ from typing import Any, Literal
 
 from core.access import Agency, Principal
 from core.crossborder import CrossBorderWhitelist
+from core.errors import InvalidPattern
 from core.markings import granular_tlps, most_restrictive, normalise_tlp, red_recipients, tlp_of
+from core.patterns import PatternLimits, Test, parse_pattern
 from core.provenance import JURISDICTIONS, Provenance, Tlp
 from core.redaction import Redacted, redact_object, redact_source
 
@@ -150,7 +152,6 @@ class SourceReport:
 
 # --- observable types ----------------------------------------------------------
 
-_PATTERN_TOKEN = re.compile(r"'(?:\\.|[^'\\])*'|([a-z0-9][a-z0-9-]*):([A-Za-z0-9_.\[\]*'\-]+)")
 _SCO_TYPES = frozenset(
     {
         "artifact",
@@ -173,38 +174,57 @@ _SCO_TYPES = frozenset(
         "x509-certificate",
     }
 )
+#: A comparison whose type cannot be told (an unparsable pattern) never crosses.
+UNPARSED = "pattern:unparsed"
+_ADDRESS_PATHS = frozenset({("src_ref", "value"), ("dst_ref", "value")})
+_SENDER_PATHS = frozenset({("from_ref", "value"), ("sender_ref", "value")})
+_HOST_NAME = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.){0,126}[A-Za-z0-9-]{1,63}\.?"
+)
 
 
-def _classify_comparison(obj_type: str, path: str, value: str | None) -> str:
-    if obj_type == "network-traffic" and re.fullmatch(r"(src|dst)_ref\.value", path):
-        if value is None:
+def _classify_comparison(test: Test) -> str:
+    """The observable type one parsed comparison is about (for the whitelist).
+
+    ``network-traffic:src_ref.value`` / ``dst_ref.value`` are the address or name
+    they compare with; ``email-message:from_ref.value`` / ``sender_ref.value`` are
+    the sender's address (attacker infrastructure); every other path of an
+    ``email-message`` (``to_refs``, ``cc_refs``, a display name, the body) stays
+    ``email-message``, which the default whitelist does not let cross.
+    """
+    obj_type = test.object_type  # as written: STIX types are lower case, others never cross
+    if obj_type == "network-traffic" and test.path in _ADDRESS_PATHS:
+        values = test.string_values()
+        if not values:
             return obj_type
-        try:
-            ip = ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            return "domain-name"
-        return "ipv4-addr" if ip.version == 4 else "ipv6-addr"
+        kinds = set()
+        for value in values:
+            try:
+                ip = ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                # only a host name is a domain; anything else (an address, a name) is not
+                kinds.add("domain-name" if _HOST_NAME.fullmatch(value) else obj_type)
+            else:
+                kinds.add("ipv4-addr" if ip.version == 4 else "ipv6-addr")
+        return kinds.pop() if len(kinds) == 1 else obj_type
     if obj_type == "email-message":
-        return "email-addr" if re.match(r"(from_ref|sender_ref)\.", path) else obj_type
+        return "email-addr" if test.path in _SENDER_PATHS else obj_type
     return obj_type
 
 
 def observable_types_of_pattern(pattern: str) -> frozenset[str]:
-    """Observable types a STIX pattern compares (email-message from/sender -> email-addr)."""
-    found: set[str] = set()
-    pending: tuple[str, str] | None = None
-    for m in _PATTERN_TOKEN.finditer(pattern):
-        if m.group(1) is None:  # a quoted value
-            if pending is not None:
-                found.add(_classify_comparison(*pending, m.group(0)[1:-1]))
-                pending = None
-            continue
-        if pending is not None:
-            found.add(_classify_comparison(*pending, None))
-        pending = (m.group(1), m.group(2))
-    if pending is not None:
-        found.add(_classify_comparison(*pending, None))
-    return frozenset(found)
+    """Observable types a STIX pattern compares, read from its parse (``pattern:unparsed``
+    when the grammar refuses it)."""
+    try:
+        parsed = parse_pattern(pattern, _READ_LIMITS)
+    except InvalidPattern:
+        return frozenset({UNPARSED})
+    return frozenset(_classify_comparison(t) for t in parsed.tests)
+
+
+#: Reading a stored pattern for a sharing decision: generous (what ingest accepted
+#: under any configured limit), but still bounded.
+_READ_LIMITS = PatternLimits(max_chars=4 * 1024 * 1024, max_comparisons=200_000, max_depth=64)
 
 
 def _type_of_id(ref: Any) -> str | None:
@@ -226,7 +246,9 @@ def _crossing_types(obj: Mapping[str, Any]) -> tuple[str, frozenset[str], tuple[
         if pattern_type != "stix":
             observables = frozenset({f"pattern:{pattern_type}"})
         elif isinstance(pattern, str):
-            observables = observable_types_of_pattern(pattern) or frozenset({"pattern:unparsed"})
+            observables = observable_types_of_pattern(pattern) or frozenset({UNPARSED})
+        else:
+            observables = frozenset({UNPARSED})
     elif obj_type in _SCO_TYPES:
         observables = frozenset({obj_type})
     elif obj_type == "observed-data":

@@ -54,6 +54,25 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    """How far a consumer group is behind on one topic: per partition (committed, end).
+
+    ``committed`` is the offset of the next message the group will read (a
+    group that never committed reads from the start of the log); ``end`` the
+    offset the next published message will get. ``lag`` is what is not yet
+    processed (``threatbay status``, ``/metrics``).
+    """
+
+    topic: str
+    group: str
+    partitions: Mapping[int, tuple[int, int]]
+
+    @property
+    def lag(self) -> int:
+        return sum(max(0, end - committed) for committed, end in self.partitions.values())
+
+
 class Bus(Protocol):
     """A durable, partitioned, replayable log (Kafka, or the embedded SQLite log)."""
 
@@ -68,10 +87,23 @@ class Bus(Protocol):
         """Join ``group`` on ``topic``; ``from_beginning`` replays the whole log."""
         ...
 
+    def lag(self, topic: str, group: str) -> GroupLag:
+        """Committed and end offset of every partition of ``topic`` for ``group``.
+
+        Read from the log itself, so any process can see any group's lag
+        (a topic that does not exist yet has no partitions). Raises
+        ``BusUnavailable`` when the bus cannot answer.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
 # ------------------------------------------------------------------- store
+
+#: The largest document (its JSON) a store accepts: Elasticsearch's default
+#: ``http.max_content_length`` (100 MB). Larger documents are refused (``PutResult.refused``).
+MAX_DOCUMENT_BYTES = 100 * 1024 * 1024
 
 Version = tuple[int, int]
 """Optimistic-concurrency token: (seq_no, primary_term) in ES, (n, 0) embedded."""
@@ -101,10 +133,19 @@ class Put:
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
+    """What became of one ``Put``: written (``ok``), a version ``conflict``, or ``refused``.
+
+    ``refused`` says why the store will never accept this document as it is
+    (a value its declared field type cannot hold, a document over
+    ``MAX_DOCUMENT_BYTES`` or the cluster's request limit): retrying cannot
+    help, so the input behind it is poison (``core.errors.Refused``).
+    """
+
     key: str
     ok: bool
     version: Version | None = None
     conflict: bool = False
+    refused: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +230,11 @@ class Store(Protocol):
     def put_many(self, index: str, puts: Sequence[Put]) -> list[PutResult]:
         """Write each put under optimistic concurrency; one result per put, in order.
 
-        A version mismatch is a ``conflict`` result, never an exception; an
-        unreachable store raises ``StoreUnavailable``.
+        Keys of any length are accepted. A version mismatch is a ``conflict``
+        result, a document the store can never accept a ``refused`` result
+        with the reason (the other puts are written all the same), never an
+        exception; an unreachable or overloaded store raises ``StoreUnavailable``
+        (nothing can be assumed written).
         """
         ...
 

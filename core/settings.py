@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigurationError
@@ -37,6 +37,36 @@ class TaxiiSettings(BaseModel):
     default_page_size: int = 100
     max_page_size: int = 1000
     status_retention_hours: int = 48
+    settle_interval_s: float = 1.0
+    """Longest reuse of the date_added watermark by one API process (records/date_added.py):
+    each new one costs a floors read and write and a refresh of the objects index."""
+    date_added_lease_s: float = 30.0
+    """How long a writer's date_added floor holds the watermark back if the writer dies."""
+    clock_skew_s: float = 5.0
+    """Largest clock difference between processes; a writer re-stamps its objects when its
+    write outlived its floor's lease minus this."""
+
+
+class LimitsSettings(BaseModel):
+    """What one push may cost (README "Limits"): per object, and per agency per minute.
+
+    Per object, a limit exceeded is that object's failure in the TAXII status;
+    per agency, a request past its minute's budget is answered 429 with
+    ``Retry-After`` (counted in each API process).
+    """
+
+    pattern_max_chars: int = 65_536
+    pattern_max_comparisons: int = 1_000
+    pattern_max_depth: int = 32
+    object_max_depth: int = 32
+    """JSON nesting of one object (dicts and lists inside it)."""
+    agency_objects_per_minute: int = 100_000
+    """0: no limit."""
+    agency_bytes_per_minute: int = 100 * 1024 * 1024
+    """Request bodies; 0: no limit."""
+    agency_grammar_chars_per_minute: int = 500_000
+    """Characters of patterns the fast path cannot read (the grammar parses them at ~40 µs
+    a character: this bounds one agency to ~20 s of parsing a minute); 0: no limit."""
 
 
 class WritesSettings(BaseModel):
@@ -73,6 +103,28 @@ class AlertsSettings(BaseModel):
     """Seconds between escalation ticks (overdue, update due, idle expiry)."""
 
 
+class CasesSettings(BaseModel):
+    """Joint incident cases (respond/, DOMAIN.md "Joint incident cases")."""
+
+    clock_rules_file: Path | None = None
+    """Statutory reporting clock rules (YAML); default threatbay/defaults/clock_rules.yaml."""
+    templates_dir: Path | None = None
+    """Case templates per incident type (YAML files); default threatbay/defaults/case_templates."""
+    tick_s: float = 15.0
+    """Seconds between respond ticks: outbox sweep, overdue tasks and requests, clocks."""
+    task_renotify_s: float = 3600.0
+    """An overdue task (or request) is re-notified once per this many seconds."""
+    propose_min_level: Literal["RED", "ORANGE", "YELLOW", "BLUE"] = "ORANGE"
+    """Alerts at this level or above concerning several jurisdictions propose a case."""
+    propose_min_jurisdictions: int = 2
+    max_tlp: dict[str, Literal["clear", "green", "amber", "amber+strict", "red"]] = Field(
+        default_factory=dict
+    )
+    """Per jurisdiction, the most restrictive TLP a participant of it receives (e.g. MO: green)."""
+    batch: int = 200
+    """Messages per poll of the proposer and the case notifier."""
+
+
 class WebhookSettings(BaseModel):
     max_attempts: int = 8
     base_delay_s: float = 10.0
@@ -80,6 +132,10 @@ class WebhookSettings(BaseModel):
     timeout_s: float = 5.0
     workers: int = 8
     tick_s: float = 1.0
+    allowed_targets: list[str] = []
+    """CIDRs and host names a webhook may point at although not public (core/webhook_targets.py)."""
+    require_https: bool | None = None
+    """None: required when ``env`` is production."""
 
 
 class ApiSettings(BaseModel):
@@ -93,6 +149,152 @@ class ApiSettings(BaseModel):
     stream_heartbeat_s: float = 15.0
     agency_profile_ttl_s: float = 30.0
     """How long a correlator reuses an agency's reliability and default confidence."""
+    key_header: str = "X-API-Key"
+    """Header that may carry an API key ``tb_<key id>.<secret>`` when there is no
+    Authorization header (OpenCTI's taxii2 connector ``use_apikey``); empty: off."""
+
+
+class SigningSettings(BaseModel):
+    """Trusted data (DOMAIN.md; core/signing.py, core/trust.py, core/object_signatures.py)."""
+
+    algorithms: list[str] = ["Ed25519", "ES256", "SM2SM3"]
+    """The allow-list. ``none``, HMAC (``HS*``) and unknown names are refused at start-up."""
+    roots_file: Path | None = None
+    """JSON ``{"GD": [root public JWK, ...], "HK": [...], "MO": [...]}``: the pinned roots."""
+    agencies_file: Path | None = None
+    """JSON ``{"identity--…": "GD", …}``: which jurisdiction's list may speak for an agency."""
+    trust_lists: dict[str, str] = {}
+    """Jurisdiction -> file or URL of its signed trust list (JSON in the environment)."""
+    clock_skew_s: float = 300.0
+    """Tolerance for times a signer states (trust list ``issued``, countersignature time)."""
+
+    @field_validator("algorithms")
+    @classmethod
+    def _only_allowed_algorithms(cls, value: list[str]) -> list[str]:
+        from core.signing import ALGORITHMS, refusal
+
+        for alg in value:
+            refused = refusal(alg, ALGORITHMS)
+            if refused:
+                raise ValueError(f"THREATBAY_SIGNING__ALGORITHMS: {refused}")
+        return value
+
+
+# ------------------------------------------------------------------ security
+#
+# Secrets never live in settings: only the paths of the files that hold them
+# (``*_file``), read by ``threatbay/security.py`` when a client is built, so a
+# settings repr, a log line or ``threatbay status`` cannot show one.
+
+STAGES = ("ingest", "correlator", "alerts", "rescore")
+"""The processes that get their own Kafka principal and Elasticsearch user (least privilege).
+
+``ingest`` is the API process (TAXII push, analyst API, feeds and the admin command line);
+``threatbay serve`` runs every stage, each with its own clients when credentials differ.
+"""
+
+
+class StageCredential(BaseModel):
+    """One principal: a user name and the file holding its password (or an ES API key file)."""
+
+    username: str | None = None
+    password_file: Path | None = None
+    api_key_file: Path | None = None
+    """Elasticsearch only: a file holding an encoded API key (instead of user and password)."""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.username and self.password_file) or self.api_key_file is not None
+
+
+class KafkaSecuritySettings(BaseModel):
+    """How this process authenticates to Kafka (``THREATBAY_KAFKA_SECURITY__...``)."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    ca_file: Path | None = None
+    """PEM file of the CA that signed the brokers' certificates (checked, with host names)."""
+    check_hostname: bool = True
+    username: str | None = None
+    """Principal of a stage that has no entry in ``stages``."""
+    password_file: Path | None = None
+    stages: dict[str, StageCredential] = Field(default_factory=dict)
+    """Per-stage principals: the stage this process runs decides which one it uses."""
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, value: dict[str, StageCredential]) -> dict[str, StageCredential]:
+        return _check_stages(value)
+
+    def credential(self, stage: str) -> StageCredential:
+        """The principal of ``stage`` (its own entry, else the default one)."""
+        own = self.stages.get(stage)
+        if own is not None and own.configured:
+            return own
+        return StageCredential(username=self.username, password_file=self.password_file)
+
+
+class ElasticsearchSecuritySettings(BaseModel):
+    """How this process authenticates to Elasticsearch (``THREATBAY_ELASTICSEARCH_SECURITY__``)."""
+
+    ca_file: Path | None = None
+    """PEM file of the CA that signed the nodes' HTTP certificates (checked, with host names)."""
+    username: str | None = None
+    password_file: Path | None = None
+    api_key_file: Path | None = None
+    stages: dict[str, StageCredential] = Field(default_factory=dict)
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, value: dict[str, StageCredential]) -> dict[str, StageCredential]:
+        return _check_stages(value)
+
+    def credential(self, stage: str) -> StageCredential:
+        own = self.stages.get(stage)
+        if own is not None and own.configured:
+            return own
+        return StageCredential(
+            username=self.username, password_file=self.password_file, api_key_file=self.api_key_file
+        )
+
+
+class TlsSettings(BaseModel):
+    """The API's TLS (``THREATBAY_TLS__...``): server certificate and client certificates.
+
+    The certificate and key files are read at start-up and again on SIGHUP. One CA per
+    jurisdiction: a client certificate issued under ``client_ca["HK"]`` can only be an agency
+    of HK (api/client_certs.py); ``client_crl`` names each jurisdiction's revocation list
+    (re-read when the file changes).
+    """
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password_file: Path | None = None
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    client_ca: dict[str, Path] = Field(default_factory=dict)
+    client_crl: dict[str, Path] = Field(default_factory=dict)
+    hsts_max_age_s: int = 31_536_000
+
+    @field_validator("client_ca", "client_crl")
+    @classmethod
+    def _jurisdictions(cls, value: dict[str, Path]) -> dict[str, Path]:
+        # Environment variable names are case-insensitive: THREATBAY_TLS__CLIENT_CA__GD -> "gd".
+        out = {k.upper(): v for k, v in value.items()}
+        unknown = sorted(set(out) - {"GD", "HK", "MO"})
+        if unknown:
+            raise ValueError(f"unknown jurisdictions {unknown}: use GD, HK, MO")
+        return out
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+def _check_stages(value: dict[str, StageCredential]) -> dict[str, StageCredential]:
+    unknown = sorted(set(value) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}: use {list(STAGES)}")
+    return value
 
 
 class Settings(BaseSettings):
@@ -117,12 +319,20 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
     taxii: TaxiiSettings = TaxiiSettings()
+    limits: LimitsSettings = LimitsSettings()
     writes: WritesSettings = WritesSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     outbox: OutboxSettings = OutboxSettings()
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    cases: CasesSettings = CasesSettings()
     api: ApiSettings = ApiSettings()
+    signing: SigningSettings = SigningSettings()
+    allow_insecure: bool = False
+    """THREATBAY_ALLOW_INSECURE=1: production checks only warn, loudly (lab use)."""
+    tls: TlsSettings = TlsSettings()
+    kafka_security: KafkaSecuritySettings = KafkaSecuritySettings()
+    elasticsearch_security: ElasticsearchSecuritySettings = ElasticsearchSecuritySettings()
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

@@ -133,6 +133,19 @@ class AlertEngine(ConsumerStage):
         result = self.process(messages)
         return Handled(result.dead, len(messages))
 
+    def units(self, message: Incoming) -> Sequence[Incoming]:
+        """Each record change of ``message`` as a message of its own (poison narrowing)."""
+        try:
+            decoded = orjson.loads(message.value)
+        except orjson.JSONDecodeError:
+            return [message]
+        if not isinstance(decoded, dict) or not isinstance(decoded.get("changes"), list):
+            return [message]
+        return [
+            dataclasses.replace(message, value=orjson.dumps({"changes": [c]}))
+            for c in decoded["changes"]
+        ]
+
     def triggers_for(self, message: Incoming, dead: list[DeadLetter]) -> list[Routed]:
         """Decode one message of change events and evaluate the rules on each.
 

@@ -15,16 +15,50 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.errors import InvalidPattern
 from core.markings import granular_tlps, most_restrictive, red_recipients, tlp_of
 from core.observables import Observable
+from core.patterns import parse_pattern
 from core.provenance import Provenance
 
 Record = dict[str, Any]
 Report = dict[str, Any]
 
 
+#: A record keeps a bounded view of each report: one object with N comparisons makes N
+#: records, so anything stored per record in proportion to the object would make the
+#: storage of one push quadratic (a 1.1 MB pattern of 30,000 OR-ed addresses wrote
+#: 14 GB). The whole object is kept once, in the objects index (TAXII), which the
+#: record names by ``stix_id`` and ``modified``.
+MAX_REPORT_TEXT = 1000
+MAX_REPORT_ITEMS = 50
+
+
+def _bounded_text(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_REPORT_TEXT:
+        return value[:MAX_REPORT_TEXT] + "…"
+    return value
+
+
+def _bounded_items(values: Any) -> list[Any]:
+    return [_bounded_text(v) for v in list(values or [])[:MAX_REPORT_ITEMS]]
+
+
+def _as_reported(obj: Mapping[str, Any]) -> str | None:
+    """The pattern as written when it is one comparison (the spelling an analyst compares);
+    a pattern of several is stored once, with its object, never in each of its records."""
+    pattern = obj.get("pattern")
+    if not isinstance(pattern, str) or len(pattern) > MAX_REPORT_TEXT:
+        return None
+    try:
+        simple = parse_pattern(pattern).simple
+    except InvalidPattern:
+        return None
+    return pattern if simple is not None and len(simple) == 1 else None
+
+
 def source_report(obj: Mapping[str, Any], provenance: Provenance, observable: Observable) -> Report:
-    """The per-source view of one indicator version that a record keeps."""
+    """The per-source view of one indicator version that a record keeps (bounded in size)."""
     tlp, defaulted = tlp_of(obj)
     return {
         "agency": provenance.agency,
@@ -39,14 +73,17 @@ def source_report(obj: Mapping[str, Any], provenance: Provenance, observable: Ob
         "valid_from": obj.get("valid_from"),
         "valid_until": obj.get("valid_until"),
         "revoked": bool(obj.get("revoked", False)),
-        "labels": list(obj.get("labels") or obj.get("indicator_types") or []),
-        "kill_chain_phases": list(obj.get("kill_chain_phases") or []),
+        "labels": _bounded_items(obj.get("labels") or obj.get("indicator_types")),
+        "kill_chain_phases": [
+            {k: _bounded_text(v) for k, v in phase.items()} if isinstance(phase, dict) else phase
+            for phase in list(obj.get("kill_chain_phases") or [])[:MAX_REPORT_ITEMS]
+        ],
         "first_seen": provenance.received_at,
         "last_seen": provenance.received_at,
         "source_path": observable.source_path,
-        "pattern": obj.get("pattern"),
-        "description": obj.get("description"),
-        "name": obj.get("name"),
+        "pattern": _as_reported(obj),
+        "description": _bounded_text(obj.get("description")),
+        "name": _bounded_text(obj.get("name")),
     } | _granular(obj)
 
 
@@ -158,6 +195,32 @@ def upgrade(record: Record) -> Record:
             {"field": f, "ref": ref} for f in LINK_FIELDS for ref in record.get(f) or []
         ]
     return record
+
+
+def withdraw(record: Record, agency: str, stix_id: str) -> bool:
+    """The source deleted its report (TAXII DELETE of every version): from now on it counts
+    as revoked, as TAXII no longer has a version of it; True if anything changed."""
+    changed = False
+    for source in record["sources"]:
+        if source["agency"] == agency and source["stix_id"] == stix_id:
+            if not source.get("withdrawn"):
+                source["revoked"] = source["withdrawn"] = True
+                changed = True
+    return changed
+
+
+def restate(record: Record, report: Report) -> bool:
+    """The source deleted the latest versions of its report (TAXII DELETE): the version now
+    latest in TAXII replaces it, older or not; True if anything changed."""
+    for i, existing in enumerate(record["sources"]):
+        if existing["agency"] == report["agency"] and existing["stix_id"] == report["stix_id"]:
+            restated = dict(report, first_seen=min(existing["first_seen"], report["first_seen"]))
+            if restated == existing:
+                return False
+            record["sources"][i] = restated
+            return True
+    record["sources"].append(report)
+    return True
 
 
 def live_sources(record: Record) -> list[Report]:

@@ -334,9 +334,19 @@ class Rescorer:
         result.conflicts = len(conflicted)
         result.written = sum(1 for r in outcomes if r.ok)
         if failed:
-            log.warning("re-score: store refused %d write(s), e.g. %s", len(failed), failed[:3])
-        self.views.write([item for k, item in staged.items() if k in {r.key for r in outcomes
-                                                                      if r.ok}], [])  # fmt: skip
+            # Refused for good (core/ports.py PutResult): to intel.dlq with the store's reason,
+            # like a damaged record; the rest of the page is written.
+            docs = {p.key: p.doc for p in puts}
+            refused = [
+                DeadLetter(r.key, orjson.dumps(docs[r.key]), f"record {r.key}: {r.refused}")
+                for r in outcomes
+                if not r.ok and not r.conflict
+            ]
+            self.bus.publish(names.TOPIC_DLQ, [d.outgoing("rescore") for d in refused])
+            result.dead_lettered += len(refused)
+            log.warning("re-score: store refused %d write(s): %s", len(failed), refused[0].reason)
+        written = {r.key for r in outcomes if r.ok}
+        self.views.write([item for k, item in staged.items() if k in written], [])
         announced = [
             c for c in changes.values() if c["key"] not in conflicted and c["key"] not in failed
         ]

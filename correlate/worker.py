@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -41,6 +41,7 @@ from core.envelope import Accepted
 from core.errors import InvalidPattern
 from core.indicators import RecordChange
 from core.observables import observables
+from core.patterns import DEFAULT_LIMITS, PatternLimits
 from core.policy import SharingPolicy, crossing_observable_types
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
@@ -56,8 +57,10 @@ from records.objects import (
     store_objects,
     version_of,
     versions_of,
+    withdrawal_of,
 )
 from records.outbox import Outbox
+from records.owners import claim, mark_failed
 from records.rmw import Contention, read_modify_write
 from records.views import AudienceSource, Materialise, ViewWriter
 
@@ -89,9 +92,16 @@ class _Work:
     sightings: dict[str, list[merge.Report]] = field(default_factory=dict)
     links: dict[str, list[merge.Report]] = field(default_factory=dict)
     observables: dict[str, Any] = field(default_factory=dict)
+    #: (agency, indicator id) whose reports their source deleted (TAXII DELETE), and
+    #: the reports that replace a deleted latest version
+    withdrawals: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    restated: dict[str, list[merge.Report]] = field(default_factory=dict)
 
     def keys(self) -> set[str]:
-        return set(self.reports) | set(self.sightings) | set(self.links)
+        return (
+            set(self.reports) | set(self.sightings) | set(self.links)
+            | set(self.withdrawals) | set(self.restated)
+        )  # fmt: skip
 
 
 def object_problem(obj: Any) -> str | None:
@@ -163,6 +173,7 @@ class Correlator(ConsumerStage):
         writes: WritesSettings | None = None,
         outbox: OutboxSettings | None = None,
         batch_size: int = 200,
+        pattern_limits: PatternLimits = DEFAULT_LIMITS,
         audiences: AudienceSource | None = None,
     ) -> None:
         self.bus = bus
@@ -177,6 +188,7 @@ class Correlator(ConsumerStage):
             store, bus, Outbox(store, clock, self.outbox_settings)
         )
         self.batch_size = batch_size
+        self.pattern_limits = pattern_limits
         self.audiences = audiences or AudienceSource(store, clock, sharing)
         self.views = ViewWriter(store, Outbox(store, clock, self.outbox_settings), self.writes)
         self.recent = RecentRecords()
@@ -199,6 +211,25 @@ class Correlator(ConsumerStage):
         result = self.process(messages)
         return Handled(result.dead, result.objects)
 
+    def units(self, message: Incoming) -> Sequence[Incoming]:
+        """Each accepted object of ``message`` as a message of its own (poison narrowing)."""
+        try:
+            items = envelope.decode(message.value)
+        except ValueError:
+            return [message]
+        return [
+            replace(message, value=out.value) for item in items for out in envelope.encode([item])
+        ]
+
+    def dead_letter(self, unit: Incoming, reason: str) -> DeadLetter:
+        """One object as the correlator dead-letters it: the object and its provenance."""
+        try:
+            [item] = envelope.decode(unit.value)
+        except ValueError:
+            return DeadLetter.of(unit, reason)
+        raw = orjson.dumps({"object": item.obj, "provenance": item.provenance.to_dict()})
+        return DeadLetter(str(item.obj.get("id") or ""), raw, reason, unit)
+
     # ---------------------------------------------------------------- batch
 
     def process(self, messages: Sequence[Incoming]) -> BatchResult:
@@ -211,14 +242,28 @@ class Correlator(ConsumerStage):
             except ValueError as exc:
                 result.dead.append(DeadLetter.of(message, str(exc)))
         result.objects = len(accepted)
+        # Ownership, authoritatively (core/ownership.py): another agency's push of an id
+        # that raced past ingest is dead-lettered and its TAXII status entry failed.
+        claimed = claim(self.store, accepted, self.writes)
+        for item, reason in claimed.refused:
+            raw = orjson.dumps({"object": item.obj, "provenance": item.provenance.to_dict()})
+            result.dead.append(DeadLetter(str(item.obj.get("id") or ""), raw, reason))
+        mark_failed(self.store, claimed.refused, self.writes)
+        accepted = claimed.allowed
 
         work = _Work()
         sighting_refs: dict[str, list[merge.Report]] = {}
         link_refs: dict[str, list[merge.Report]] = {}
         referrers: dict[str, dict[str, dict[str, Any]]] = {}
         good: list[Accepted] = []
+        withdrawn: list[tuple[str, str, Accepted | None]] = []
         for item in accepted:
             obj = item.obj
+            if (gone := withdrawal_of(obj)) is not None:  # records/objects.py: not an object
+                now_latest = obj.get("restated")
+                restated = Accepted(now_latest, item.provenance) if now_latest else None
+                withdrawn.append((item.provenance.agency, gone, restated))
+                continue
             problem = object_problem(obj)
             if problem is None:
                 try:
@@ -255,6 +300,8 @@ class Correlator(ConsumerStage):
             # two workers, one always sees the other.
             note_references(self.store, referrers, self.writes)
             keys_of = self._resolve_refs(work, sighting_refs, link_refs)
+            if withdrawn:
+                self._withdraw(work, withdrawn)
             self._write_records(work, result)
         finally:
             objects_done.result()
@@ -273,11 +320,34 @@ class Correlator(ConsumerStage):
         # What may cross a border is decided on the whole object (every observable type its
         # pattern carries, core/crossborder.py); its part of each record is shared alike.
         crossing = sorted(crossing_observable_types(obj))
-        for observable in observables(obj["pattern"]):
+        for observable in observables(obj["pattern"], self.pattern_limits):
             report = merge.source_report(obj, item.provenance, observable)
             report["observable_types"] = crossing
             work.reports.setdefault(observable.key, []).append(report)
             work.observables[observable.key] = observable
+
+    def _withdraw(self, work: _Work, withdrawn: list[tuple[str, str, Accepted | None]]) -> None:
+        """Records holding reports their source deleted: withdrawn, or restated as the version
+        TAXII now has last (``records.objects.withdrawal``)."""
+        naming = self._records_naming({gone for _, gone, _ in withdrawn})
+        for agency, gone, restated in withdrawn:
+            kept: set[str] = set()
+            if restated is not None:
+                try:
+                    found = observables(restated.obj["pattern"], self.pattern_limits)
+                except (InvalidPattern, KeyError, TypeError):
+                    found = []
+                # decided on the whole object, as ``_indicator`` does
+                crossing = sorted(crossing_observable_types(restated.obj)) if found else []
+                for observable in found:
+                    report = merge.source_report(restated.obj, restated.provenance, observable)
+                    report["observable_types"] = crossing
+                    work.restated.setdefault(observable.key, []).append(report)
+                    work.observables.setdefault(observable.key, observable)
+                    kept.add(observable.key)
+            for key, ids in naming.items():
+                if gone in ids and key not in kept:
+                    work.withdrawals.setdefault(key, []).append((agency, gone))
 
     def _resolve_refs(
         self,
@@ -323,7 +393,7 @@ class Correlator(ConsumerStage):
                 if not isinstance(pattern, str):
                     continue
                 try:
-                    keys = [o.key for o in observables(pattern)]
+                    keys = [o.key for o in observables(pattern, self.pattern_limits)]
                 except InvalidPattern:
                     continue
                 for key in keys:
@@ -389,6 +459,10 @@ class Correlator(ConsumerStage):
                 changed |= merge.apply_sighting(record, sighting)
             for link in work.links.get(key, []):
                 changed |= merge.apply_link(record, link)
+            for agency, ref in work.withdrawals.get(key, []):
+                changed |= merge.withdraw(record, agency, ref)
+            for report in work.restated.get(key, []):
+                changed |= merge.restate(record, report)
             if not changed:
                 staged.pop(key, None)
                 return None

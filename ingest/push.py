@@ -9,7 +9,7 @@ object never fails its neighbours.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,12 +18,26 @@ from core.access import Principal
 from core.clock import Clock, format_timestamp
 from core.envelope import Accepted
 from core.errors import BusUnavailable
-from core.markings import red_recipients, tlp_of
+from core.markings import (
+    is_statement_definition,
+    marking_error,
+    marking_refs,
+    red_recipients,
+    tlp_of,
+    tlp_of_marking_id,
+)
 from core.names import TOPIC_RAW
-from core.ports import Bus
+from core.ownership import Owner, canonical_id, identity_error, ownership_error
+from core.patterns import DEFAULT_LIMITS, PatternLimits
+from core.ports import Bus, Store
 from core.provenance import Provenance, SourceKind
+from core.services import Services
+from core.settings import LimitsSettings
 from core.stix import object_id, object_version
 from ingest.validate import validation_error
+from records.books import records_of
+from records.objects import statement_markings
+from records.owners import owners_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +90,119 @@ def stamp(
     )
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What decides, per object, whether a push is accepted (besides STIX validity).
+
+    ``identity_owners``: canonical identity id -> agency (core/ownership.py);
+    ``owners_of``: canonical STIX ids -> their owner records (records/owners.py, read
+    by key), None to skip the ownership check (tests of other rules); the limits of
+    core/settings.py ``limits``.
+    """
+
+    identity_owners: Mapping[str, str]
+    owners_of: Callable[[Sequence[str]], Mapping[str, Owner]] | None = None
+    pattern_limits: PatternLimits = DEFAULT_LIMITS
+    object_max_depth: int = 32
+    #: canonical ids of statement markings stored before (records/objects.py)
+    statements_of: Callable[[Sequence[str]], frozenset[str]] | None = None
+
+
+def admission_of(
+    store: Store, identity_owners: Mapping[str, str], limits: LimitsSettings
+) -> Admission:
+    """The admission rules of a process: owners read from ``store``, limits from settings."""
+    return Admission(
+        identity_owners={canonical_id(k): v for k, v in identity_owners.items()},
+        owners_of=lambda ids: owners_of(store, ids),
+        statements_of=lambda ids: statement_markings(store, ids),
+        pattern_limits=PatternLimits(
+            limits.pattern_max_chars, limits.pattern_max_comparisons, limits.pattern_max_depth
+        ),
+        object_max_depth=limits.object_max_depth,
+    )
+
+
+def admission_for(services: Services) -> Admission:
+    """``admission_of`` this process's store, agency registry and limits."""
+    identities = records_of(services).agencies.identity_owners()
+    return admission_of(services.store, identities, services.settings.limits)
+
+
+def _admission(rules: Admission | Mapping[str, str]) -> Admission:
+    if isinstance(rules, Admission):
+        return rules
+    return Admission({canonical_id(k): v for k, v in rules.items()})
+
+
 def admission_error(
-    principal: Principal, obj: Any, identity_owners: Mapping[str, str]
+    principal: Principal,
+    obj: Any,
+    rules: Admission | Mapping[str, str],
+    owners: Mapping[str, Owner] | None = None,
+    statements: frozenset[str] = frozenset(),
 ) -> str | None:
     """Why ``obj`` may not be accepted from ``principal``; None when it may."""
-    err = validation_error(obj)
-    if err is not None:
-        return err
-    creator = obj.get("created_by_ref")
-    if creator is not None:
-        owner = identity_owners.get(creator)
-        if owner is not None and owner != principal.agency.id:
-            return f"created_by_ref {creator} is the identity of agency {owner}, not yours"
+    admission = _admission(rules)
+    try:
+        depth = nesting_depth(obj, admission.object_max_depth)
+        if depth > admission.object_max_depth:
+            return (
+                f"object nests more than {admission.object_max_depth} levels deep "
+                "(limits.object_max_depth)"
+            )
+        err = validation_error(obj, admission.pattern_limits)
+        if err is not None:
+            return err
+        agency = principal.agency.id
+        err = identity_error(agency, obj, admission.identity_owners)
+        if err is not None:
+            return err
+        err = marking_error(obj, statements)
+        if err is not None:
+            return err
+        if owners is not None:
+            owner = owners.get(canonical_id(obj.get("id")))
+            return ownership_error(agency, obj, object_version(obj), owner)
+    except RecursionError:
+        return "object could not be checked: nested too deeply"
     return None
+
+
+def _statements(objects: Sequence[Any], admission: Admission) -> frozenset[str]:
+    """Statement markings the envelope defines or names that were stored before."""
+    dicts = [o for o in objects if isinstance(o, dict)]
+    defined = {canonical_id(o.get("id")) for o in dicts if is_statement_definition(o)}
+    wanted = {
+        canonical_id(ref)
+        for o in dicts
+        for ref in marking_refs(o)
+        if tlp_of_marking_id(ref) is None and canonical_id(ref) not in defined
+    }
+    if wanted and admission.statements_of is not None:
+        defined |= admission.statements_of(sorted(wanted))
+    return frozenset(defined)
+
+
+def nesting_depth(value: Any, stop: int) -> int:
+    """JSON nesting depth of ``value`` (without recursion), counting up to ``stop + 1``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop:
+                return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
 
 
 def push_objects(
@@ -96,20 +210,29 @@ def push_objects(
     objects: Sequence[Any],
     bus: Bus,
     clock: Clock,
-    identity_owners: Mapping[str, str],
+    rules: Admission | Mapping[str, str],
     request_id: str | None = None,
     source_kind: SourceKind = "agency",
 ) -> PushResult:
     """Validate every object, publish the accepted ones in one ``bus.publish``.
 
-    Blocks until the bus acknowledges (call it from a thread in async code).
+    ``rules``: an ``Admission`` (or, for callers that check nothing else, the map
+    of identity ids to agencies). Blocks until the bus acknowledges (call it from
+    a thread in async code).
     """
+    admission = _admission(rules)
     request_id = request_id or str(uuid.uuid4())
     received_at = format_timestamp(clock.now())
     result = PushResult(request_id=request_id, request_timestamp=received_at)
+    owners: Mapping[str, Owner] | None = None
+    if admission.owners_of is not None:
+        owners = admission.owners_of(
+            [o["id"] for o in objects if isinstance(o, dict) and isinstance(o.get("id"), str)]
+        )
+    statements = _statements(objects, admission)
     accepted: list[Accepted] = []
     for obj in objects:
-        err = admission_error(principal, obj, identity_owners)
+        err = admission_error(principal, obj, admission, owners, statements)
         if err is not None:
             result.failures.append(Outcome(object_id(obj), object_version(obj), err))
             continue

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.patterns import pattern_error
+from core.patterns import DEFAULT_LIMITS, PatternLimits, pattern_error
 from core.stix import object_error
 
 
-def validation_error(obj: Any) -> str | None:
+def validation_error(obj: Any, limits: PatternLimits = DEFAULT_LIMITS) -> str | None:
     """None when ``obj`` may be accepted, else the precise reason it may not."""
     err = object_error(obj)
     if err is not None:
         return err
     if obj["type"] == "indicator" and obj["pattern_type"] == "stix":
-        perr = pattern_error(obj["pattern"])
+        perr = pattern_error(obj["pattern"], limits)
         if perr is not None:
             return f"invalid STIX pattern: {perr}"
     return None

@@ -25,6 +25,7 @@ from core.clock import Clock, format_timestamp
 from core.consuming import ConsumerStage, DeadLetter, Handled
 from core.errors import UnknownAgency
 from core.ports import Bus, Incoming, Store
+from core.redaction import event_for
 from records.agencies import AgencyRegistry
 from records.alerts import AlertBook, shown_event
 from records.audit import PLATFORM, AuditEntry, AuditLog, Party, release_entry
@@ -154,7 +155,10 @@ class Notifier(ConsumerStage):
                         "event_type": event["type"],
                         "payload": {
                             "delivery_id": job_id,
-                            "event": shown_event(event),
+                            "event": {
+                                **shown_event(event),
+                                "event": event_for(reader.jurisdiction, event["event"]),
+                            },
                             "alert": view,
                         },
                         "attempts": 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +81,25 @@ class AgencyRegistry:
         _changed()
         return agency
 
+    def set_client_certificates(
+        self, agency_id: str, names: tuple[str, ...], required: bool
+    ) -> Agency:
+        """Which client certificates name ``agency_id``, and whether its keys need one."""
+        stored = self.store.get(INDEX_AGENCIES, f"agency:{agency_id}")
+        if stored is None:
+            raise UnknownAgency(agency_id)
+        agency = replace(
+            Agency.from_doc(stored.doc), cert_names=tuple(names), require_client_cert=required
+        )
+        (result,) = self.store.put_many(
+            INDEX_AGENCIES, [Put(f"agency:{agency_id}", agency.to_doc(), expected=stored.version)]
+        )
+        if not result.ok:
+            raise AgencyExists(f"{agency_id} (changed concurrently; retry)")
+        self.store.refresh(INDEX_AGENCIES)
+        _changed()
+        return agency
+
     def get(self, agency_id: str) -> Agency:
         stored = self.store.get(INDEX_AGENCIES, f"agency:{agency_id}")
         if stored is None:
@@ -103,8 +123,8 @@ class AgencyRegistry:
         return [Agency.from_doc(d) for d in self._all((Term("kind", ("agency",)),))]
 
     def identity_owners(self) -> dict[str, str]:
-        """STIX identity id -> agency id, for the ``created_by_ref`` rule."""
-        return {a.identity_id: a.id for a in self.list()}
+        """Canonical (lower-case) STIX identity id -> agency id (core/ownership.py)."""
+        return {a.identity_id.lower(): a.id for a in self.list()}
 
     # --------------------------------------------------------- credentials
 
@@ -133,6 +153,10 @@ class AgencyRegistry:
         if stored is None:
             raise UnknownCredential(key_id)
         return Credential.from_doc(stored.doc), stored.version
+
+    def credential(self, key_id: str) -> Credential:
+        """The credential ``key_id`` (read by key); raises ``UnknownCredential``."""
+        return self._credential(key_id)[0]
 
     def rotate(self, key_id: str) -> tuple[Credential, str]:
         """New secret for ``key_id``; the old secret is refused from now on."""

@@ -144,14 +144,29 @@ def record_release_entries(
     ]
 
 
+#: Entries written per store write: a bounded write keeps the store's writer lock short.
+FLUSH_BATCH = 2000
+#: Entries buffered before appending waits for the flusher (backpressure, never a drop).
+MAX_BUFFERED = 20_000
+
+
 class AuditLog:
-    """Buffered, append-only writer of audit entries."""
+    """Buffered, append-only writer of audit entries.
+
+    The flusher drains the buffer in writes of ``FLUSH_BATCH`` entries; when
+    more than ``MAX_BUFFERED`` wait, ``append`` waits (up to a few seconds) for
+    the flusher rather than let the buffer grow: under load on the embedded
+    store the buffer outgrew the flusher, grew by hundreds of MiB in ten
+    minutes, and its ever larger writes held the store's writer lock past
+    TAXII clients' timeouts (issue #17).
+    """
 
     def __init__(self, store: Store, clock: Clock, flush_every_s: float = 0.2) -> None:
         self.store = store
         self.clock = clock
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._flush_every_s = flush_every_s
         self._thread: threading.Thread | None = None
@@ -166,13 +181,16 @@ class AuditLog:
     def _run(self) -> None:
         while not self._stop.wait(self._flush_every_s):
             try:
-                self.flush()
+                while self._flush_batch() >= FLUSH_BATCH:
+                    pass  # more is waiting: write it now
             except Exception:  # the audit flusher must not die; entries stay buffered
                 log.exception("audit flush failed; will retry")
 
     def append(self, entries: Iterable[AuditEntry]) -> None:
         at = format_timestamp(self.clock.now())
         with self._lock:
+            if self._thread is not None and len(self._buffer) >= MAX_BUFFERED:
+                self._drained.wait_for(lambda: len(self._buffer) < MAX_BUFFERED, timeout=5.0)
             for entry in entries:
                 self._buffer.append({"at": at, **entry})
 
@@ -194,8 +212,17 @@ class AuditLog:
         self.append(entries)
 
     def flush(self) -> int:
+        """Write every buffered entry (in writes of ``FLUSH_BATCH``); how many were written."""
+        total = 0
+        while n := self._flush_batch():
+            total += n
+        return total
+
+    def _flush_batch(self) -> int:
+        """Write up to ``FLUSH_BATCH`` buffered entries; how many were written."""
         with self._lock:
-            batch, self._buffer = self._buffer, []
+            batch, self._buffer = self._buffer[:FLUSH_BATCH], self._buffer[FLUSH_BATCH:]
+            self._drained.notify_all()
         if not batch:
             return 0
         try:

@@ -15,7 +15,9 @@ from core.services import Services
 from records.agencies import AgencyRegistry
 from records.alerts import AlertBook
 from records.audit import AuditLog
+from records.cases import CaseBook
 from records.changes import ChangeAnnouncer
+from records.date_added import book_of
 from records.deliveries import Deliveries
 from records.feed_cursors import FeedCursors
 from records.outbox import Outbox
@@ -28,6 +30,7 @@ class Records:
 
     agencies: AgencyRegistry
     alerts: AlertBook
+    cases: CaseBook
     audit: AuditLog
     outbox: Outbox
     changes: ChangeAnnouncer
@@ -49,6 +52,7 @@ def records_of(services: Services) -> Records:
         found = _BUILT.get(services)
         if found is None:
             s = services.settings
+            book_of(services.store, services.clock, s.taxii, s.writes)  # date_added floors
             outbox = Outbox(services.store, services.clock, s.outbox)
             found = _BUILT[services] = Records(
                 agencies=AgencyRegistry(services.store, services.clock),
@@ -59,6 +63,9 @@ def records_of(services: Services) -> Records:
                     services.sharing,
                     writes=s.writes,
                     outbox=outbox,
+                ),
+                cases=CaseBook(
+                    services.store, services.bus, services.clock, writes=s.writes, outbox=outbox
                 ),
                 audit=AuditLog(services.store, services.clock),
                 outbox=outbox,

@@ -31,6 +31,7 @@ class DeliveryJob(TypedDict, total=False):
     jurisdiction: str
     url: str
     alert_id: str
+    case_id: str
     event_id: str
     event_type: str
     payload: dict[str, Any]

@@ -3,47 +3,40 @@
 One document per object version, key ``<id>|<version>`` (version = ``modified``,
 else ``created``, normalised to microseconds; '' for objects with neither,
 e.g. SCOs, which then have one version). ``date_added`` is assigned when a
-version is first stored (TAXII 2.1 section 3.2 "date_added"), strictly
-increasing within a process; re-storing a version changes nothing, so a bus
-replay leaves the index as it was. ``is_first`` / ``is_latest`` and
+version is first stored (TAXII 2.1 section 3.2 "date_added"), under a floor
+registered first and released once the write is acknowledged
+(records/date_added.py), so a poller resuming from X-TAXII-Date-Added-Last
+never skips a version, however many writers and whatever the refresh
+interval; re-storing a version changes nothing, so a bus replay leaves the
+index as it was. ``is_first`` / ``is_latest`` and
 ``version_tags`` are recomputed over the live (not deleted) versions of an id
 and written under optimistic concurrency, retried on conflict.
 """
 
 from __future__ import annotations
 
-import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
-from core.clock import Clock, format_timestamp
+from core.clock import Clock
 from core.crossborder import default_whitelist
 from core.envelope import Accepted
-from core.errors import WriteContention
+from core.errors import Refused, WriteContention
+from core.markings import is_statement_definition
 from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
+from core.ownership import canonical_id
 from core.policy import SharingPolicy, audience
 from core.ports import Put, Store, Stored
 from core.provenance import Provenance
 from core.settings import WritesSettings
 from core.stix import object_version
+from records.date_added import Hold, book_of
 from records.rmw import read_modify_write
 
 _REF_FIELDS = ("sighting_of_ref", "source_ref", "target_ref", "relationship_type")
-
-_lock = threading.Lock()
-_last_added: datetime | None = None
-
-
-def next_date_added(clock: Clock) -> str:
-    """A ``date_added`` strictly later than every one this process handed out before."""
-    global _last_added
-    with _lock:
-        now = clock.now()
-        if _last_added is not None and now <= _last_added:
-            now = _last_added + timedelta(microseconds=1)
-        _last_added = now
-        return format_timestamp(now)
+#: Rounds of stamping again after writes outlived their floor's lease (records/date_added.py).
+MAX_RESTAMPS = 5
 
 
 def version_of(obj: dict[str, Any]) -> str:
@@ -144,6 +137,16 @@ def versions_of(
     return head_of, found
 
 
+def statement_markings(store: Store, ids: Sequence[str]) -> frozenset[str]:
+    """Canonical ids among ``ids`` of statement marking definitions stored before."""
+    _, found = versions_of(store, list(ids))
+    return frozenset(
+        canonical_id(stix_id)
+        for stix_id, stored in found.items()
+        if any(is_statement_definition(v.doc.get("object") or {}) for v in stored.values())
+    )
+
+
 def _changes(current: dict[str, Stored], wanted: dict[str, dict[str, Any]]) -> list[Put]:
     puts: list[Put] = []
     for key, doc in wanted.items():
@@ -192,9 +195,12 @@ def _apply(
     )
     puts = [p for stix_id in heads for p in version_puts[stix_id]]
     results = store.put_many(INDEX_OBJECTS, puts) if puts else []
-    refused = [r.key for r in results if not r.ok]
+    refused = {r.key: f"{INDEX_OBJECTS}: {r.refused}" for r in results if r.refused}
     if refused:
-        raise WriteContention(f"objects index: versions written concurrently: {refused[:5]}")
+        raise Refused(refused)
+    conflicting = [r.key for r in results if not r.ok]
+    if conflicting:
+        raise WriteContention(f"objects index: versions written concurrently: {conflicting[:5]}")
     return len(results)
 
 
@@ -208,25 +214,78 @@ def store_objects(
     """Write accepted objects into the objects index; idempotent; returns documents written.
 
     ``audience`` tags come from ``sharing`` (default: the default whitelist).
+    New versions are stamped under a ``date_added`` floor held until the store
+    acknowledged them; if that took longer than the floor's lease, they are
+    stamped again under a new one (records/date_added.py, writer 1-4).
     """
     sharing = sharing or default_sharing()
     groups: dict[str, list[Accepted]] = {}
     for item in accepted:
         groups.setdefault(item.obj["id"], []).append(item)
-    stamped: dict[str, str] = {}
+    book = book_of(store, clock)
 
-    def change(stix_id: str, docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        merged = dict(docs)
-        for item in groups[stix_id]:
-            key = object_key(stix_id, version_of(item.obj))
-            if key in merged:
-                continue  # this version is stored already: keep its date_added
-            if key not in stamped:
-                stamped[key] = next_date_added(clock)
-            merged[key] = new_document(item, stamped[key], sharing)
-        return reflag(merged)
+    def stamping(hold: Hold, previous: dict[str, str], fresh: dict[str, str]) -> Change:
+        """Stamp new versions, and those still carrying a stamp of ``previous`` (an overrun)."""
 
-    return _apply(store, list(groups), change, writes)
+        def change(stix_id: str, docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            merged = dict(docs)
+            for item in groups[stix_id]:
+                key = object_key(stix_id, version_of(item.obj))
+                current = merged.get(key)
+                if current is not None and current["date_added"] != previous.get(key):
+                    continue  # this version is stored already: keep its date_added
+                if key not in fresh:
+                    fresh[key] = hold.stamp()
+                if current is None:
+                    merged[key] = new_document(item, fresh[key], sharing)
+                else:
+                    merged[key] = current | {"date_added": fresh[key]}
+            return reflag(merged)
+
+        return change
+
+    written = 0
+    previous: dict[str, str] = {}
+    for _round in range(MAX_RESTAMPS):
+        fresh: dict[str, str] = {}
+        with book.hold() as hold:
+            written += _apply(store, list(groups), stamping(hold, previous, fresh), writes)
+            if not hold.overran():
+                return written
+        previous = fresh
+    raise WriteContention(
+        f"objects index: writes outlived the date_added lease {MAX_RESTAMPS} times in a row"
+    )
+
+
+#: The bus message a TAXII DELETE of every version of an indicator sends to the correlator,
+#: so the records holding that report follow (its source counts as revoked from then on).
+#: Never stored as an object.
+WITHDRAWAL_TYPE = "x-threatbay-withdrawal"
+
+
+def withdrawal(stix_id: str, at: str, restated: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The withdrawal of the deleted versions of ``stix_id``, for the correlator; ``restated``
+    is the version TAXII now has last (None when every version went)."""
+    notice: dict[str, Any] = {
+        "type": WITHDRAWAL_TYPE,
+        "spec_version": "2.1",
+        "id": f"{WITHDRAWAL_TYPE}--{uuid.uuid4()}",
+        "created": at,
+        "modified": at,
+        "withdrawn_ref": stix_id,
+    }
+    if restated is not None:
+        notice["restated"] = restated
+    return notice
+
+
+def withdrawal_of(obj: Any) -> str | None:
+    """The id a withdrawal withdraws, or None when ``obj`` is not a withdrawal."""
+    if isinstance(obj, dict) and obj.get("type") == WITHDRAWAL_TYPE:
+        ref = obj.get("withdrawn_ref")
+        return ref if isinstance(ref, str) else None
+    return None
 
 
 def delete_versions(store: Store, stix_id: str, keys: Iterable[str]) -> int:

@@ -11,13 +11,16 @@ writer removes its own within a second) back to that kind's announcer, then
 removes them. An announcement may thus happen twice, never not at all; every
 consumer treats an identical repeat as a replay.
 
-Two kinds today:
+Three kinds today:
 - ``record-changes`` (correlator, re-score): keys and kinds of changed
   records; the announcer re-reads the records as they are now and publishes
   on ``intel.records.changes`` (records/changes.py);
 - ``alert-events`` (alert engine, escalation, the API's acknowledge / resolve /
   comment): the event documents themselves; the announcer writes and
-  publishes them on ``intel.alerts`` (records/alerts.py).
+  publishes them on ``intel.alerts`` (records/alerts.py);
+- ``case-events`` (joint incident cases: the API, the proposer, the respond
+  tick): the case event documents; the announcer writes and publishes them on
+  ``intel.cases`` (records/cases.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ log = logging.getLogger("threatbay.outbox")
 
 RECORD_CHANGES = "record-changes"
 ALERT_EVENTS = "alert-events"
+CASE_EVENTS = "case-events"
 
 #: Announces the entries of one note; returns how many it announced.
 Announcer = Callable[[list[dict[str, Any]]], int]

@@ -9,10 +9,11 @@ never lose each other's update of a shared record.
 ``change(key, stored)`` is the pure part: the ``Put`` to make (its key may
 differ from ``key``, e.g. a new generation of an alert), or None to leave the
 document alone. It is called again for a key whose write conflicted, with the
-document as now stored. A write the store refuses for another reason raises
-``StoreUnavailable``; a key still conflicting after ``conflict_retries`` rounds
-raises ``WriteContention``; both are transient, so a consumer rewinds and
-retries its batch (core/consuming.py).
+document as now stored. A document the store refuses for good
+(``PutResult.refused``) raises ``Refused`` once every other key is written:
+poison for the input behind it (core/consuming.py narrows the batch down to
+it). A key still conflicting after ``conflict_retries`` rounds raises
+``WriteContention``, transient: a consumer rewinds and retries its batch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from core.errors import StoreUnavailable, WriteContention
+from core.errors import Refused, WriteContention
 from core.ports import Put, PutResult, Store, Stored
 from core.settings import WritesSettings
 
@@ -60,11 +61,12 @@ def read_modify_write(
     writes = writes or WritesSettings()
     pending = list(dict.fromkeys(keys))
     done: dict[K, PutResult] = {}
+    refused: dict[str, str] = {}
     pause = writes.conflict_backoff_s
     first = True
     for _round in range(max(1, writes.conflict_retries)):
         if not pending:
-            return done
+            break
         current: dict[K, Stored | None] = {}
         if first and known:
             current.update({k: known[k] for k in pending if k in known})
@@ -82,25 +84,27 @@ def read_modify_write(
             if put is not None:
                 puts.append((key, put))
         if not puts:
-            return done
+            pending = []
+            break
         if before_write is not None:
             before_write([p for _, p in puts])
         results = store.put_many(index, [p for _, p in puts])
-        refused = [r.key for r in results if not r.ok and not r.conflict]
-        if refused:
-            raise StoreUnavailable(f"{index}: store refused writes for {refused[:5]}")
         pending = []
         for (key, _), result in zip(puts, results, strict=True):
             if result.conflict:
                 pending.append(key)
-            else:
+            elif result.ok:
                 done[key] = result
+            else:
+                refused[result.key] = f"{index}: {result.refused or 'refused by the store'}"
         if contention is not None:
             contention.rounds += 1
             contention.conflicts += len(pending)
         if pending:
             time.sleep(pause)
             pause *= 2
+    if refused:
+        raise Refused(refused)
     if pending:
         raise WriteContention(
             f"{index}: gave up after {writes.conflict_retries} conflicting rounds on "

@@ -14,6 +14,12 @@ Nothing is built at import time; tests pass their own clock and backends.
 - ``serve_all`` (every stage in one process: the embedded default and the
   single-machine production mode) and one entry point per stage for the
   production stack (deploy/compose.yaml).
+
+Security (``threatbay/security.py``, ``threatbay/tls.py``): the stage a
+process runs decides its Kafka principal and Elasticsearch user (``build(...,
+stage=)``); ``THREATBAY_ENV=production`` refuses plaintext and default secrets
+before anything connects; a stage checks at start-up that its principal may use
+the topics it needs; the API serves TLS when ``THREATBAY_TLS__CERT_FILE`` is set.
 """
 
 from __future__ import annotations
@@ -23,16 +29,21 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from core import names
 from core.clock import Clock, SystemClock
+from core.consuming import StageHealth
 from core.crossborder import default_whitelist, whitelist_from_yaml_text
-from core.errors import UnknownAgency
+from core.errors import Unavailable, UnknownAgency
+from core.patterns import PatternLimits
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
 from core.services import Services
-from core.settings import Settings
+from core.settings import STAGES, Settings
 from correlate.alerter import AlertEngine, run_escalation
 from correlate.rescore import Rescorer
 from correlate.score import AgencyProfile, Scorer
@@ -41,11 +52,19 @@ from correlate.worker import Correlator
 from notify.deliverer import Deliverer
 from notify.notifier import Notifier
 from records.books import records_of
+from records.health import CRASH_LOOP_CRASHES, Heartbeats, crash_looping, process_id
 from records.views import AudienceSource, ViewWriter
+from respond.service import Responder
+from respond.stages import CaseNotifier, Proposer, run_respond_tick
+from threatbay import memory
+from threatbay.security import check_production, elasticsearch_auth, kafka_auth
 
 __all__ = ["Services", "build"]
 
 log = logging.getLogger("threatbay")
+
+#: Seconds between two heartbeats of a process (records/health.py).
+HEARTBEAT_S = 5.0
 
 #: Alert-list page reuse on a near-real-time store (search lags writes by a refresh anyway).
 NEAR_REAL_TIME_PAGE_TTL_S = 0.5
@@ -54,8 +73,8 @@ NEAR_REAL_TIME_PAGE_TTL_S = 0.5
 # ------------------------------------------------------------------ backends
 
 
-def bus_from_url(url: str, settings: Settings) -> Bus:
-    """Pick the bus adapter by URL scheme (faust ``by_url``)."""
+def bus_from_url(url: str, settings: Settings, stage: str = "ingest") -> Bus:
+    """Pick the bus adapter by URL scheme (faust ``by_url``); ``stage`` picks the principal."""
     if url.startswith("sqlite:"):
         from backends.embedded_bus import EmbeddedBus
 
@@ -63,12 +82,17 @@ def bus_from_url(url: str, settings: Settings) -> Bus:
     if url.startswith("kafka:"):
         from backends.kafka_bus import KafkaBus
 
-        return KafkaBus(url.removeprefix("kafka://"), settings.kafka, prefix=settings.namespace)
+        return KafkaBus(
+            url.removeprefix("kafka://"),
+            settings.kafka,
+            prefix=settings.namespace,
+            auth=kafka_auth(settings, stage),
+        )
     raise ValueError(f"unknown bus URL scheme: {url!r} (use kafka:// or sqlite:///)")
 
 
-def store_from_url(url: str, settings: Settings) -> Store:
-    """Pick the store adapter by URL scheme."""
+def store_from_url(url: str, settings: Settings, stage: str = "ingest") -> Store:
+    """Pick the store adapter by URL scheme; ``stage`` picks the Elasticsearch user."""
     if url.startswith("sqlite:"):
         from backends.embedded_store import EmbeddedStore
 
@@ -76,8 +100,35 @@ def store_from_url(url: str, settings: Settings) -> Store:
     if url.startswith(("http:", "https:")):
         from backends.elasticsearch_store import ElasticsearchStore
 
-        return ElasticsearchStore(url, settings.elasticsearch, prefix=settings.namespace)
+        return ElasticsearchStore(
+            url,
+            settings.elasticsearch,
+            prefix=settings.namespace,
+            auth=elasticsearch_auth(settings, stage),
+        )
     raise ValueError(f"unknown store URL scheme: {url!r} (use http(s):// or sqlite:///)")
+
+
+#: Topics each stage's principal writes and reads (deploy/dev/services grants exactly these).
+STAGE_TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # The API publishes pushes, and the alert events of acknowledge / resolve / comment.
+    "ingest": ((names.TOPIC_RAW, names.TOPIC_ALERTS), ()),
+    "correlator": ((names.TOPIC_CHANGES, names.TOPIC_DLQ), (names.TOPIC_RAW,)),
+    "alerts": (
+        (names.TOPIC_ALERTS, names.TOPIC_DLQ),
+        (names.TOPIC_CHANGES, names.TOPIC_ALERTS),
+    ),
+    "rescore": ((names.TOPIC_CHANGES, names.TOPIC_DLQ), ()),
+}
+
+
+def check_bus_access(services: Services, stage: str) -> None:
+    """Fail at start-up, naming the topic and right, when this stage's principal lacks one."""
+    from backends.kafka_bus import KafkaBus
+
+    if isinstance(services.bus, KafkaBus):
+        write, read = STAGE_TOPICS[stage]
+        services.bus.check_access(write=write, read=read)
 
 
 def sharing_policy(settings: Settings) -> SharingPolicy:
@@ -88,18 +139,30 @@ def sharing_policy(settings: Settings) -> SharingPolicy:
     return SharingPolicy(whitelist_from_yaml_text(text))
 
 
-def build(settings: Settings | None = None, clock: Clock | None = None) -> Services:
-    """Build the services named by ``settings`` (embedded SQLite by default)."""
+def build(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    *,
+    stage: str = "ingest",
+    serves_api: bool = False,
+) -> Services:
+    """Build the services named by ``settings`` (embedded SQLite by default).
+
+    ``stage`` is the process's stage (``ingest`` for the API and the command line): it picks
+    the Kafka principal and Elasticsearch user; ``serves_api`` adds the API's TLS to the
+    production checks.
+    """
     settings = settings or Settings()
     settings.check_production()
+    check_production(settings, [stage], serves_api)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.api.alert_page_ttl_s is None:
         near_real_time = settings.store_url.startswith(("http:", "https:"))
         settings.api.alert_page_ttl_s = NEAR_REAL_TIME_PAGE_TTL_S if near_real_time else 0.0
     return Services(
         settings=settings,
-        bus=bus_from_url(settings.bus_url, settings),
-        store=store_from_url(settings.store_url, settings),
+        bus=bus_from_url(settings.bus_url, settings, stage),
+        store=store_from_url(settings.store_url, settings, stage),
         clock=clock or SystemClock(),
         sharing=sharing_policy(settings),
     )
@@ -160,6 +223,9 @@ def correlator_for(services: Services) -> Correlator:
         writes=s.writes,
         outbox=s.outbox,
         batch_size=s.consumer.correlator_batch,
+        pattern_limits=PatternLimits(
+            s.limits.pattern_max_chars, s.limits.pattern_max_comparisons, s.limits.pattern_max_depth
+        ),
         audiences=AudienceSource(
             services.store, services.clock, services.sharing, s.api.agency_profile_ttl_s
         ),
@@ -214,18 +280,41 @@ def deliverer_for(services: Services) -> Deliverer:
     return Deliverer(services.store, services.clock, settings=services.settings.webhooks)
 
 
+def responder_for(services: Services) -> Responder:
+    """Joint incident cases over this process's record books; the clock rules file and the
+    templates are checked here (a mistake fails start-up)."""
+    return Responder(records_of(services), services.sharing, services.settings.cases)
+
+
 # --------------------------------------------------------------------- loops
 
 
 @dataclass
 class LoopHealth:
-    """What the supervisor knows of one loop."""
+    """What the supervisor knows of one loop (and of its consumer stage, if it is one)."""
 
     name: str
     running: bool = False
     crashes: int = 0
     last_error: str | None = None
     last_crash_at: float | None = None
+    crash_times: deque[float] = field(default_factory=lambda: deque(maxlen=CRASH_LOOP_CRASHES))
+    stage: StageHealth | None = None
+
+    @property
+    def crash_looping(self) -> bool:
+        return crash_looping(list(self.crash_times), time.time())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as heartbeats and ``threatbay status`` carry it."""
+        return {
+            "running": self.running,
+            "crashes": self.crashes,
+            "crash_looping": self.crash_looping,
+            "last_error": self.last_error,
+            "last_crash_at": self.last_crash_at,
+            "stage": self.stage.to_dict() if self.stage is not None else None,
+        }
 
 
 @dataclass
@@ -236,9 +325,21 @@ class Loops:
     threads: list[threading.Thread] = field(default_factory=list)
     health: dict[str, LoopHealth] = field(default_factory=dict)
     max_restart_delay_s: float = 60.0
+    process: str = field(default_factory=process_id)
 
-    def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
-        health = self.health[name] = LoopHealth(name)
+    def start(
+        self,
+        name: str,
+        target: Callable[[threading.Event], None],
+        stage: StageHealth | None = None,
+    ) -> None:
+        """Run ``target`` in a thread, restarting it with backoff when it crashes (a bug).
+
+        The first crash is logged with its traceback, each further one as one
+        line with the count; a loop crashing ``CRASH_LOOP_CRASHES`` times within
+        ten minutes is crash-looping (``threatbay status``, ``/readyz``).
+        """
+        health = self.health[name] = LoopHealth(name, stage=stage)
 
         def supervised() -> None:
             delay = 1.0
@@ -251,12 +352,15 @@ class Loops:
                     health.crashes += 1
                     health.last_error = f"{type(exc).__name__}: {exc}"[:500]
                     health.last_crash_at = time.time()
+                    health.crash_times.append(health.last_crash_at)
                     if health.crashes == 1:
                         log.exception("loop %s crashed; restarting in %.0f s", name, delay)
                     else:
                         log.error(
-                            "loop %s crashed again (%d times): %s; restarting in %.0f s",
-                            name, health.crashes, health.last_error, delay,
+                            "loop %s crashed again (%d times%s): %s; restarting in %.0f s",
+                            name, health.crashes,
+                            ", crash-looping" if health.crash_looping else "",
+                            health.last_error, delay,
                         )  # fmt: skip
                 finally:
                     health.running = False
@@ -264,6 +368,31 @@ class Loops:
                 delay = min(delay * 2, self.max_restart_delay_s)
 
         thread = threading.Thread(target=supervised, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every loop's health, JSON-ready (heartbeats, ``/metrics``, ``threatbay status``)."""
+        return {name: h.to_dict() for name, h in self.health.items()}
+
+    def beat(self, services: Services, every_s: float = HEARTBEAT_S) -> None:
+        """Write this process's heartbeat every ``every_s`` seconds until ``stop``."""
+        beats = Heartbeats(services.store)
+
+        def run() -> None:
+            next_trim = time.monotonic() + memory.TRIM_EVERY_S
+            while True:
+                try:
+                    beats.beat(self.process, self.snapshot())
+                except Unavailable as exc:
+                    log.debug("heartbeat not written: %s", exc)
+                if time.monotonic() >= next_trim:
+                    memory.release_free()
+                    next_trim = time.monotonic() + memory.TRIM_EVERY_S
+                if self.stop.wait(every_s):
+                    return
+
+        thread = threading.Thread(target=run, name="heartbeat", daemon=True)
         thread.start()
         self.threads.append(thread)
 
@@ -275,7 +404,11 @@ class Loops:
 
 def start_correlator(services: Services, loops: Loops, *, from_beginning: bool = False) -> None:
     correlator = correlator_for(services)
-    loops.start("correlator", lambda stop: correlator.run(stop, from_beginning=from_beginning))
+    loops.start(
+        "correlator",
+        lambda stop: correlator.run(stop, from_beginning=from_beginning),
+        correlator.stage_health(),
+    )
 
 
 def start_rescorer(services: Services, loops: Loops) -> None:
@@ -292,13 +425,47 @@ def start_alerter(services: Services, loops: Loops) -> None:
     every = services.settings.alerts.escalation_interval_s
     idle = engine.ruleset.idle_expiry
     book = records_of(services).alerts
-    loops.start("alerter", engine.run)
+    loops.start("alerter", engine.run, engine.stage_health())
     loops.start("escalation", lambda stop: run_escalation(book, stop, every, idle))
-    loops.start("notifier", notifier.run)
+    loops.start("notifier", notifier.run, notifier.stage_health())
     loops.start("deliverer", deliverer.run)
+    start_responder(services, loops)
+
+
+def start_responder(services: Services, loops: Loops) -> None:
+    """The respond stage: case proposals from alerts, case notifications, the respond tick."""
+    responder = responder_for(services)
+    batch = services.settings.cases.batch
+    proposer = Proposer(responder, services.bus, batch_size=batch)
+    notifier = CaseNotifier(responder, services.bus, batch_size=batch)
+    every = services.settings.cases.tick_s
+    loops.start("case-proposer", proposer.run)
+    loops.start("case-notifier", notifier.run)
+    loops.start("respond-tick", lambda stop: run_respond_tick(responder, stop, every))
 
 
 # ----------------------------------------------------------------- processes
+
+
+def uvicorn_config(app: Any, settings: Settings, host: str, port: int, **kw: Any) -> Any:
+    """uvicorn's config for the API: TLS when a certificate is configured (threatbay/tls.py)."""
+    import uvicorn
+
+    if not settings.tls.enabled:
+        return uvicorn.Config(app, host=host, port=port, **kw)
+    from threatbay import tls
+
+    context = tls.server_context(settings.tls)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=tls.ClientCertProtocol,
+        ssl_context_factory=lambda _config, _default: context,
+        **kw,
+    )
+    config.tls_context = context  # type: ignore[attr-defined]
+    return config
 
 
 def _uvicorn(services: Services, host: str, port: int, loops: Loops) -> None:
@@ -306,11 +473,26 @@ def _uvicorn(services: Services, host: str, port: int, loops: Loops) -> None:
 
     from api.app import create_app
 
+    settings = services.settings
     app = create_app(services, loops=loops)
-    print(f"ThreatBay listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    print(f"  bus:   {services.settings.bus_url}\n  store: {services.settings.store_url}")
+    config = uvicorn_config(app, settings, host, port, log_level="info")
+    if settings.tls.enabled:
+        from threatbay import tls
+
+        def reload() -> None:
+            tls.load_identity(config.tls_context, settings.tls)
+            if app.state.client_trust is not None:
+                app.state.client_trust.reload()
+
+        tls.reload_on_sighup(reload)
+    scheme = "https" if settings.tls.enabled else "http"
+    print(
+        f"ThreatBay listening on {scheme}://{host}:{port}  "
+        f"(API docs: {scheme}://{host}:{port}/docs)"
+    )
+    print(f"  bus:   {settings.bus_url}\n  store: {settings.store_url}")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.Server(config).run()
     finally:
         loops.shutdown()
         records_of(services).close()
@@ -328,21 +510,48 @@ def first_run_hint(services: Services) -> str | None:
     )
 
 
+def stage_services(settings: Settings) -> dict[str, Services]:
+    """The services of each stage of ``serve``: one per stage when stages have their own
+    principals (each stage keeps its least privilege in one process), else one shared."""
+    if not (settings.kafka_security.stages or settings.elasticsearch_security.stages):
+        shared = build(settings, stage="ingest", serves_api=True)
+        return dict.fromkeys(STAGES, shared)
+    built: dict[str, Services] = {}
+    try:
+        for stage in STAGES:
+            built[stage] = build(settings, stage=stage, serves_api=stage == "ingest")
+            check_bus_access(built[stage], stage)
+    except BaseException:
+        for services in built.values():
+            services.close()
+        raise
+    return built
+
+
 def serve_all(settings: Settings, host: str, port: int) -> None:
     """API + correlator + re-score + alert engine + notifier in one process."""
-    services = build(settings)
+    memory.limit_arenas()
+    by_stage = stage_services(settings)
+    services = by_stage["ingest"]
     hint = first_run_hint(services)
     if hint:
         print(hint)
     loops = Loops()
-    start_correlator(services, loops)
-    start_rescorer(services, loops)
-    start_alerter(services, loops)
-    _uvicorn(services, host, port, loops)
+    start_correlator(by_stage["correlator"], loops)
+    start_rescorer(by_stage["rescore"], loops)
+    start_alerter(by_stage["alerts"], loops)
+    loops.beat(services)
+    try:
+        _uvicorn(services, host, port, loops)
+    finally:
+        for other in {id(s): s for s in by_stage.values() if s is not services}.values():
+            records_of(other).close()
+            other.close()
 
 
 def serve_api(settings: Settings, host: str, port: int) -> None:
-    services = build(settings)
+    services = build(settings, stage="ingest", serves_api=True)
+    check_bus_access(services, "ingest")
     _uvicorn(services, host, port, Loops())
 
 
@@ -357,25 +566,29 @@ def _run_until_signal(services: Services, loops: Loops) -> None:
 
 
 def run_correlator(settings: Settings, *, from_beginning: bool = False) -> None:
-    services = build(settings)
+    services = build(settings, stage="correlator")
+    check_bus_access(services, "correlator")
     loops = Loops()
     start_correlator(services, loops, from_beginning=from_beginning)
+    loops.beat(services)
     print(f"correlator consuming {settings.bus_url} -> {settings.store_url}")
     _run_until_signal(services, loops)
 
 
 def run_rescorer(settings: Settings) -> None:
     """Only the periodic re-score (run one per deployment; more only add conflicts)."""
-    services = build(settings)
+    services = build(settings, stage="rescore")
+    check_bus_access(services, "rescore")
     loops = Loops()
     start_rescorer(services, loops)
+    loops.beat(services)
     print(f"re-score every {settings.rescore_interval_s:g}s on {settings.store_url}")
     _run_until_signal(services, loops)
 
 
 def rescore_once(settings: Settings) -> str:
     """One re-score pass now; a line saying what it did (``threatbay rescore --once``)."""
-    services = build(settings)
+    services = build(settings, stage="rescore")
     try:
         r = rescorer_for(services).run_pass()
     finally:
@@ -387,8 +600,10 @@ def rescore_once(settings: Settings) -> str:
 
 
 def run_alerter(settings: Settings) -> None:
-    services = build(settings)
+    services = build(settings, stage="alerts")
+    check_bus_access(services, "alerts")
     loops = Loops()
     start_alerter(services, loops)
+    loops.beat(services)
     print(f"alert engine consuming {settings.bus_url} -> {settings.store_url}")
     _run_until_signal(services, loops)

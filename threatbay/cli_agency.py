@@ -63,6 +63,13 @@ def add(
         typer.Option(help="Comma-separated source jurisdictions whose AMBER may reach us."),
     ] = "",
     expires_days: Annotated[int | None, typer.Option(help="Credential lifetime.")] = None,
+    cert_name: Annotated[
+        list[str] | None,
+        typer.Option(help="Subject CN or SAN naming the agency's client certificate (repeat)."),
+    ] = None,
+    require_client_cert: Annotated[
+        bool, typer.Option(help="Refuse its keys unless its client certificate comes with them.")
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Register an agency and print its first credential (once)."""
@@ -82,6 +89,8 @@ def add(
             crossborder_consent=tuple(
                 j.strip().upper() for j in crossborder_consent.split(",") if j.strip()
             ),
+            cert_names=tuple(cert_name or ()),
+            require_client_cert=require_client_cert,
         )
     except AccessError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -95,6 +104,35 @@ def add(
         cred, secret = registry.add_credential(agency.id, expires_at=expires)
     typer.echo(f"agency {agency.id} ({agency.jurisdiction}) registered, identity {identity}")
     _print_secret(cred.key_id, secret)
+
+
+@agency_app.command("certificate")
+def certificate(
+    agency_id: str,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(help="Subject CN or SAN naming the agency's client certificate (repeat)."),
+    ] = None,
+    require: Annotated[
+        bool,
+        typer.Option(
+            "--require/--optional", help="Whether its keys are refused without the certificate."
+        ),
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Set which client certificates name an agency (their CA decides the jurisdiction)."""
+    with _registry(data_dir) as registry:
+        try:
+            agency = registry.set_client_certificates(agency_id, tuple(name or ()), require)
+        except (UnknownAgency, AccessError) as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+    names = ", ".join(agency.cert_names) or "none"
+    typer.echo(
+        f"agency {agency.id} ({agency.jurisdiction}): client certificates named {names}; "
+        f"{'required' if agency.require_client_cert else 'optional'}"
+    )
 
 
 @agency_app.command("list")

@@ -58,9 +58,7 @@ def register_agency(services: Services) -> Callable[[Agency], None]:
 def push_ingest(services: Services) -> Callable[[Principal, list[Any]], IngestResultLike]:
     """``push_objects`` on this process's bus, as the feed's principal, provenance 'feed'."""
     from feeds.base import IngestUnavailable
-    from ingest.push import push_objects
-
-    registry = records_of(services).agencies
+    from ingest.push import admission_for, push_objects
 
     def ingest(principal: Principal, objects: list[Any]) -> IngestResultLike:
         result = push_objects(
@@ -68,7 +66,7 @@ def push_ingest(services: Services) -> Callable[[Principal, list[Any]], IngestRe
             objects,
             services.bus,
             services.clock,
-            registry.identity_owners(),
+            admission_for(services),
             source_kind="feed",
         )
         if not result.successes and any(

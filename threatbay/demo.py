@@ -50,6 +50,7 @@ from rich.table import Table
 from core import names
 from core.access import Agency, bearer_token
 from core.alerts import Level
+from core.clock import format_timestamp
 from core.errors import ThreatBayError
 from core.ports import Query
 from core.settings import Settings
@@ -755,6 +756,10 @@ def run_demo(
         result.timings["total incl. start-up"] = round(time.monotonic() - t0, 2)
         print_report(result, console)
         print_where_to_look(result, console)
+        from threatbay.status import current, render
+
+        console.print()
+        render(current(stack.services, stack.loops), console)
         if keep_running:
             console.print("\nThe platform keeps running; press Ctrl-C to stop.")
             _wait_for_interrupt()
@@ -780,3 +785,156 @@ def report_text(result: DemoResult, width: int = 160) -> str:
     print_report(result, console)
     print_where_to_look(result, console)
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------- demo incident
+
+
+@dataclass
+class IncidentResult:
+    """What ``threatbay demo incident`` walked through, for the report and for tests."""
+
+    case_id: str = ""
+    lead_history: list[str] = field(default_factory=list)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clocks: list[dict[str, Any]] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)
+    red_note_seen_by: dict[str, bool] = field(default_factory=dict)
+    deliveries: list[str] = field(default_factory=list)
+    stix_types: dict[str, int] = field(default_factory=dict)
+
+
+def run_incident_scenario(
+    stack: DemoStack, clock: DemoClock, receiver: WebhookReceiver, keys: dict[str, AgencyKey],
+    console: Console,
+) -> IncidentResult:  # fmt: skip
+    """A joint case on the headline RED alert (GD + MO): proposal, lead, tasks, overdue,
+    takedown request, statutory clocks, lead transfer, a TLP:RED note, STIX."""
+    from respond.stages import DELIVERED, respond_tick
+    from threatbay.bootstrap import responder_for
+
+    services = stack.services
+    gd, hk, mo = (
+        keys[a.id] for a in (demo_data.GD_CNCERT, demo_data.HK_HKCERT, demo_data.MO_CARIC)
+    )
+    out = IncidentResult()
+    deadline = time.monotonic() + SCENARIO_TIMEOUT_S
+    responder = responder_for(services)
+    with httpx.Client(base_url=stack.base_url, timeout=30) as http:
+
+        def call(key: AgencyKey, method: str, path: str, body: Any = None) -> Any:
+            r = http.request(method, f"/api/v1/incidents{path}", headers=key.headers, json=body)
+            r.raise_for_status()
+            return r.json()
+
+        def proposed() -> list[dict[str, Any]]:
+            services.store.refresh(names.INDEX_CASES)
+            return [c for c in call(gd, "GET", "")["items"] if c["status"] == "proposed"]
+
+        proposal = wait_for("the case proposal from the RED alert", proposed, deadline)[0]
+        out.case_id = case = proposal["id"]
+        console.print(f"  proposal {case} for {', '.join(proposal['proposal']['jurisdictions'])}")
+        call(gd, "POST", f"/{case}/accept")
+        call(mo, "POST", f"/{case}/accept")
+        call(gd, "POST", f"/{case}/participants", {"agency": hk.agency.id})
+        out.lead_history.append(gd.agency.id)
+        now = clock.now()
+
+        def due(hours: int) -> str:
+            return format_timestamp(now + timedelta(hours=hours))
+
+        hk_task = call(gd, "POST", f"/{case}/tasks", {"title": "Hunt for PearlLoader in HK CI",
+                       "assignee": hk.agency.id, "due": due(2)})["tasks"][-1]  # fmt: skip
+        call(gd, "POST", f"/{case}/tasks", {"title": "Check CARIC notifications",
+                       "assignee": mo.agency.id, "due": due(1)})  # fmt: skip
+        call(hk, "POST", f"/{case}/tasks/{hk_task['id']}/accept")
+        call(hk, "POST", f"/{case}/tasks/{hk_task['id']}/done", {"outcome": "successful"})
+        req = call(gd, "POST", f"/{case}/requests", {"request_type": "takedown",
+                   "addressee": mo.agency.id, "text": "Take down the PearlRiver C2 domain",
+                   "deadline": due(4), "record_keys": [demo_data.DOMAIN_KEY]})  # fmt: skip
+        req_id = req["requests"][-1]["id"]
+        call(mo, "POST", f"/{case}/requests/{req_id}/answer", {"text": "Registrar suspended it"})
+        call(
+            gd,
+            "POST",
+            f"/{case}/entities",
+            {
+                "aware_at": format_timestamp(now),
+                "operator_type": "cii",
+                "critical_infrastructure": True,
+                "sector": "energy",
+            },
+        )
+        call(hk, "POST", f"/{case}/entities", {"aware_at": format_timestamp(now),
+             "operator_type": "ci-operator", "serious": True})  # fmt: skip
+        clock.advance(timedelta(hours=1, minutes=1))
+        services.store.refresh(names.INDEX_CASES)
+        respond_tick(responder)
+        call(gd, "POST", f"/{case}/lead", {"agency": hk.agency.id})
+        out.lead_history.append(hk.agency.id)
+        secret = "HK only: the operator's vendor is under NDA"
+        call(hk, "POST", f"/{case}/notes", {"text": secret,
+             "marking": {"tlp": "red", "recipients": [hk.agency.id]}})  # fmt: skip
+        view = call(gd, "GET", f"/{case}")
+        out.tasks = {t["assignee"]: t for t in view["tasks"]}
+        out.clocks = view["clocks"]
+        out.request = next(r for r in view["requests"] if r["id"] == req_id)
+        for key in (gd, hk, mo):
+            notes = call(key, "GET", f"/{case}")["notes"]
+            out.red_note_seen_by[key.agency.id] = any(n["text"] == secret for n in notes)
+        bundle = call(gd, "GET", f"/{case}/stix")
+        out.stix_types = dict(Counter(o["type"] for o in bundle["objects"]))
+
+        def case_deliveries() -> list[str]:
+            got = [f"{d.agency}:{d.event_type}" for d in receiver.received()
+                   if d.event_type in DELIVERED and not d.alert_id]  # fmt: skip
+            return got if any("task_overdue" in g for g in got) else []
+
+        out.deliveries = wait_for("the case notifications", case_deliveries, deadline)
+    return out
+
+
+def print_incident_report(result: IncidentResult, base_url: str, console: Console) -> None:
+    console.rule("Joint incident case")
+    console.print(f"case {result.case_id}; lead {' -> '.join(result.lead_history)}")
+    for agency, t in sorted(result.tasks.items()):
+        console.print(
+            f"  task for {agency}: {t['status']} (outcome {t['outcome']})"
+            + (" OVERDUE, escalated" if t.get("overdue") else "")
+        )
+    r = result.request
+    if r:
+        console.print(f"  {r['request_type']} request to {r['addressee']}: {r['status']}")
+    for c in result.clocks:
+        console.print(f"  {c['jurisdiction']} clock {c['stage']}: due {c['due']} -> {c['status']}")
+    console.print(
+        "  TLP:RED note by HK seen by: "
+        + ", ".join(a for a, seen in sorted(result.red_note_seen_by.items()) if seen)
+    )
+    console.print(f"  case webhooks delivered: {', '.join(sorted(set(result.deliveries)))}")
+    console.print(f"  STIX form: {result.stix_types}")
+    console.print(f"\n  Page: {base_url}/ui/incidents.html   API: {base_url}/api/v1/incidents/"
+                  f"{result.case_id}   TAXII: {base_url}/taxii2/cases/collections/")  # fmt: skip
+
+
+def run_incident_demo(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8400,
+    keep_running: bool = False,
+    console: Console | None = None,
+) -> tuple[DemoResult, IncidentResult]:
+    """The alert demo, then a joint case on its headline RED alert."""
+    console = console or Console()
+    clock = DemoClock()
+    console.print(f"[bold]ThreatBay demo incident[/] on {settings.bus_url} + {settings.store_url}")
+    with running_platform(settings, host, port, clock) as (stack, receiver):
+        result = run_scenario(stack, clock, receiver, console)
+        incident = run_incident_scenario(stack, clock, receiver, result.keys, console)
+        print_incident_report(incident, stack.base_url, console)
+        print_where_to_look(result, console)
+        if keep_running:
+            console.print("\nThe platform keeps running; press Ctrl-C to stop.")
+            _wait_for_interrupt()
+    return result, incident

@@ -6,8 +6,15 @@
 - ``shared-gd`` / ``shared-hk`` / ``shared-mo``: the same, limited to objects
   from that jurisdiction.
 
-Collection ids are stable UUIDs (uuid5 of the name); the name is accepted in
-URLs as an alias.
+Collection ids are stable UUIDs derived from the name and shaped as version 4
+(the 122 name-derived bits of uuid5(namespace, name) with the version nibble 4
+and the RFC 4122 variant): Microsoft Sentinel's TAXII connector refuses a
+collection id that is not a "uuidv4" (Azure-Sentinel issue 11202; its exact
+check is not published, so ids pass the strictest reading). The uuid5 ids used
+before (issue 18) stay valid in URLs, and so does the name (``alias``). A
+collection asked for by its former id answers with that id, because
+taxii2-client's ``Collection(url)`` (MISP push, misp-modules) refuses a
+collection whose ``id`` is not in the URL it was given.
 """
 
 from __future__ import annotations
@@ -36,7 +43,17 @@ class Collection:
 
     @property
     def id(self) -> str:
+        """The collection's id: a version-4-shaped UUID derived from its name."""
+        return str(uuid.UUID(bytes=uuid.uuid5(NAMESPACE, self.name).bytes, version=4))
+
+    @property
+    def former_id(self) -> str:
+        """The id served before issue 18 (uuid5 of the name), still accepted in URLs."""
         return str(uuid.uuid5(NAMESPACE, self.name))
+
+    def answers_to(self, text: str) -> bool:
+        """True when ``text`` (from a URL) names this collection: its id, former id or name."""
+        return text in (self.id, self.former_id, self.name)
 
     @property
     def is_inbox(self) -> bool:
@@ -50,10 +67,14 @@ class Collection:
     def can_write(self, principal: Principal) -> bool:
         return self.owner == principal.agency.id and principal.has(*WRITE_ROLES)
 
-    def resource(self, principal: Principal) -> dict[str, Any]:
-        """The collection resource as this principal sees it (section 5.2.1)."""
+    def resource(self, principal: Principal, asked_as: str | None = None) -> dict[str, Any]:
+        """The collection resource as this principal sees it (section 5.2.1).
+
+        ``asked_as``: the id the URL named it by; the former id is answered as
+        itself (module docstring), anything else as the current id.
+        """
         return {
-            "id": self.id,
+            "id": self.former_id if asked_as == self.former_id else self.id,
             "title": self.title,
             "description": self.description,
             "alias": self.name,
@@ -92,7 +113,7 @@ def inbox(agency_id: str) -> Collection:
 
 
 _SHARED = {c.name: c for c in shared_collections()}
-_SHARED_BY_ID = {c.id: c for c in _SHARED.values()}
+_SHARED_BY_ID = {i: c for c in _SHARED.values() for i in (c.id, c.former_id)}
 
 
 def visible_collections(principal: Principal) -> list[Collection]:
@@ -101,13 +122,13 @@ def visible_collections(principal: Principal) -> list[Collection]:
 
 
 def resolve(collection_id: str, agency_ids: list[str]) -> Collection | None:
-    """The collection with this id (or alias name), or None when there is none."""
+    """The collection with this id (current or former) or alias name, or None."""
     if collection_id in _SHARED_BY_ID:
         return _SHARED_BY_ID[collection_id]
     if collection_id in _SHARED:
         return _SHARED[collection_id]
     for agency_id in agency_ids:
         box = inbox(agency_id)
-        if collection_id in (box.id, box.name):
+        if box.answers_to(collection_id):
             return box
     return None

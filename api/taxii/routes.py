@@ -26,8 +26,10 @@ from core.access import Principal
 from core.errors import StoreUnavailable
 from core.policy import reader_of
 from core.services import Services
-from ingest.push import push_objects
+from ingest.budget import grammar_chars
+from ingest.push import admission_for, push_objects
 from records.books import records_of
+from records.date_added import book_of
 
 log = logging.getLogger("threatbay.taxii")
 
@@ -76,6 +78,12 @@ def _filters(request: Request, allowed: tuple[str, ...], scope: str) -> Filters:
         taxii.default_page_size,
         taxii.max_page_size,
     )
+
+
+def _settled(request: Request) -> str:
+    """The date_added watermark pages are served under (records/date_added.py)."""
+    s = _services(request)
+    return book_of(s.store, s.clock, s.settings.taxii, s.settings.writes).settled()
 
 
 def _reader(
@@ -172,7 +180,7 @@ def taxii_router() -> APIRouter:
         coll = _collection(request, api_root, collection_id, p)
         if coll.is_inbox and coll.owner != p.agency.id:
             raise TaxiiError(403, "Forbidden", f"{coll.name} is the inbox of another agency")
-        return taxii_response(coll.resource(p))
+        return taxii_response(coll.resource(p, asked_as=collection_id))
 
     @router.get("/{api_root}/collections/{collection_id}/manifest/")
     def get_manifest(
@@ -184,7 +192,9 @@ def taxii_router() -> APIRouter:
         scope = f"manifest|{coll.name}"
         filters = _filters(request, MATCH_OBJECTS, scope)
         tags, view = _reader(request, coll, p)
-        sel = service.select(_services(request).store, coll, filters, scope, tags, view)
+        sel = service.select(
+            _services(request).store, coll, filters, scope, tags, view, settled=_settled(request)
+        )
         return taxii_response(service.manifest(sel), headers=sel.headers())
 
     @router.get("/{api_root}/collections/{collection_id}/objects/")
@@ -198,7 +208,9 @@ def taxii_router() -> APIRouter:
         filters = _filters(request, MATCH_OBJECTS, scope)
         rules: dict[str, str] = {}
         tags, view = _reader(request, coll, p, rules)
-        sel = service.select(_services(request).store, coll, filters, scope, tags, view)
+        sel = service.select(
+            _services(request).store, coll, filters, scope, tags, view, settled=_settled(request)
+        )
         _audit_releases(request, p, sel, rules)
         return taxii_response(service.envelope(sel), headers=sel.headers())
 
@@ -224,9 +236,22 @@ def taxii_router() -> APIRouter:
         objects = body.get("objects", [])
         if not isinstance(objects, list):
             raise TaxiiError(422, "Unprocessable Entity", "the envelope's objects must be a list")
-        owners = await run_in_threadpool(records_of(s).agencies.identity_owners)
+        parsing = await run_in_threadpool(
+            grammar_chars, objects, s.settings.limits.pattern_max_chars
+        )
+        refusal = request.app.state.push_budget.charge(p.agency.id, len(objects), len(raw), parsing)
+        if refusal is not None:
+            if refusal.retry_after_s is None:
+                raise TaxiiError(413, "Payload Too Large", refusal.message)
+            raise TaxiiError(
+                429,
+                "Too Many Requests",
+                refusal.message,
+                {"Retry-After": str(refusal.retry_after_s)},
+            )
+        rules = await run_in_threadpool(admission_for, s)
         result = await run_in_threadpool(
-            push_objects, p, objects, s.bus, s.clock, owners, str(uuid.uuid4())
+            push_objects, p, objects, s.bus, s.clock, rules, str(uuid.uuid4())
         )
         status = service.status_resource(result)
         try:
@@ -249,7 +274,14 @@ def taxii_router() -> APIRouter:
         rules: dict[str, str] = {}
         tags, view = _reader(request, coll, p, rules)
         sel = service.select(
-            _services(request).store, coll, filters, scope, tags, view, stix_id=object_id
+            _services(request).store,
+            coll,
+            filters,
+            scope,
+            tags,
+            view,
+            stix_id=object_id,
+            settled=_settled(request),
         )
         if not sel.items and filters.after is None:
             raise not_found(f"no object {object_id!r} in {coll.name} matching these filters")
@@ -264,7 +296,8 @@ def taxii_router() -> APIRouter:
         coll = _collection(request, api_root, collection_id, p)
         service.require_write(coll, p)
         filters = _filters(request, ("version", "spec_version"), f"delete|{object_id}")
-        service.delete_object(_services(request).store, coll, p, object_id, filters)
+        s = _services(request)
+        service.delete_object(s.store, s.bus, s.clock, coll, p, object_id, filters)
         return Response(b"", status_code=200, media_type=TAXII_21)
 
     @router.get("/{api_root}/collections/{collection_id}/objects/{object_id}/versions/")
@@ -286,6 +319,7 @@ def taxii_router() -> APIRouter:
             view,
             stix_id=object_id,
             default_version="all",
+            settled=_settled(request),
         )
         if not sel.items and filters.after is None:
             raise not_found(f"no object {object_id!r} in {coll.name}")

@@ -5,6 +5,7 @@ Views decode the request, call one of these, and encode (STYLE.md 6).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,13 +14,18 @@ from typing import Any
 from api.taxii.collections import Collection, inbox, resolve
 from api.taxii.errors import TaxiiError, forbidden, not_found
 from api.taxii.media import STIX_21
-from api.taxii.pagination import Filters, encode_next, filter_hash
+from api.taxii.pagination import Filters, encode_next
 from core.access import Principal
 from core.clock import Clock, format_timestamp, parse_timestamp
-from core.names import INDEX_OBJECTS, INDEX_STATUS
-from core.ports import Filter, Put, Query, Range, Sort, Store, Term
-from ingest.push import PushResult
-from records.objects import delete_versions
+from core.envelope import Accepted
+from core.envelope import encode as encode_envelope
+from core.names import INDEX_OBJECTS, INDEX_STATUS, TOPIC_RAW
+from core.ownership import canonical_id
+from core.ports import Bus, Filter, Hit, Put, Query, Range, Sort, Store, Term
+from core.stix import object_version
+from ingest.push import PushResult, stamp
+from records.objects import delete_versions, versions_of, withdrawal
+from records.owners import close, owners_of, reopen
 
 View = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -29,7 +35,7 @@ def collection_for(
 ) -> Collection:
     """The collection named in the URL; 404 when unknown (section 5.3)."""
     own = inbox(principal.agency.id)
-    if collection_id in (own.id, own.name):
+    if own.answers_to(collection_id):
         return own
     found = resolve(collection_id, [])
     if found is None:
@@ -64,11 +70,36 @@ class Selection:
     items: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     more: bool = False
     next: str | None = None
+    added_after: str | None = None
+    """The ``added_after`` the page was selected with (the request's, or its ``next``'s)."""
 
     def headers(self) -> dict[str, str]:
-        """X-TAXII-Date-Added-First / -Last of a non-empty page (section 3.3.1)."""
+        """X-TAXII-Date-Added-First / -Last (TAXII 2.1 section 3.3.1).
+
+        A page with objects: the ``date_added`` of its first and last object.
+        An empty page: the section defines both headers by "the first / last
+        object" of the response and says nothing of a response with none,
+        while the endpoints list them among their 200 headers and section 3.4
+        has the client resume with ``added_after`` = X-TAXII-Date-Added-Last.
+        So an empty page echoes the ``added_after`` it was selected with as
+        both: it is the one value that keeps the headers' purpose (resuming
+        from it repeats nothing and skips nothing: nothing after it was
+        selectable), claims no object, and is the reader's own input, so it
+        discloses nothing about reports the reader may not see (DOMAIN.md
+        "Noninterference"; the settled watermark or a collection-wide latest
+        date_added would). Elastic ti_custom 0.10.x keeps this header as its
+        cursor and falls back to re-reading its whole initial interval after
+        a 200 without it. With no ``added_after`` there is nothing to echo and
+        no header is sent (resuming without one re-reads from the start, which
+        is what such a client does anyway).
+        """
         if not self.items:
-            return {}
+            if self.added_after is None:
+                return {}
+            return {
+                "X-TAXII-Date-Added-First": self.added_after,
+                "X-TAXII-Date-Added-Last": self.added_after,
+            }
         return {
             "X-TAXII-Date-Added-First": self.items[0][0]["date_added"],
             "X-TAXII-Date-Added-Last": self.items[-1][0]["date_added"],
@@ -93,12 +124,16 @@ def select(
     *,
     stix_id: str | None = None,
     default_version: str = "last",
+    settled: str | None = None,
 ) -> Selection:
     """A page of ``coll`` under ``filters`` (sections 3.4, 3.5), sorted by date_added.
 
     ``reader_tags`` restricts to documents whose audience meets them (None: no
     restriction, the owner reading its inbox); ``view`` maps each document to
-    what the reader may see, or None to leave it out.
+    what the reader may see, or None to leave it out. ``settled`` is the
+    date_added watermark (records/date_added.py): only versions added at or
+    before it are served, so a later page or poll never finds one added
+    before what it was already given.
     """
     clauses: list[Filter] = [
         Term("collections", (coll.name,)),
@@ -120,62 +155,83 @@ def select(
     if filters.after:
         # redundant with the cursor, but gives the store an index range to start from
         clauses.append(Range("date_added", gte=filters.after[0]))
+    if settled is not None:
+        clauses.append(Range("date_added", lte=settled))
     page = store.search(
         INDEX_OBJECTS,
         Query(
             filters=tuple(clauses),
             sort=(Sort("date_added"),),
-            limit=filters.limit,
+            limit=filters.limit + 1,
             after=filters.after,
         ),
     )
-    out = Selection(more=page.more)
-    for hit in page.hits:
+    hits, more = page.hits, page.more
+    if len(hits) > filters.limit:
+        hits, more = _whole_date_added(hits, filters.limit), True
+    out = Selection(more=more, added_after=filters.added_after)
+    for hit in hits:
         seen = hit.doc["object"] if view is None else view(hit.doc)
         if seen is not None:
             out.items.append((hit.doc, seen))
-    if page.more and page.hits:
-        out.next = encode_next(
-            page.hits[-1].cursor, filter_hash(scope, filters.match, filters.added_after)
-        )
+    if more and hits:
+        out.next = encode_next(hits[-1].cursor, scope, filters.match, filters.added_after)
     return out
 
 
+def _whole_date_added(hits: list[Hit], limit: int) -> list[Hit]:
+    """The first ``limit`` of ``hits`` (``limit + 1`` were read), ending between two dates.
+
+    Writers in different processes may stamp the same ``date_added``. A page
+    that ended inside such a tie would make X-TAXII-Date-Added-Last a resume
+    point that skips the rest of the tie (``added_after`` is strict, section
+    3.4), so the page stops before the tie instead; only a tie longer than the
+    page is cut, and then ``next`` is the exact way on.
+    """
+    page = hits[:limit]
+    following = hits[limit].doc["date_added"]
+    whole = [h for h in page if h.doc["date_added"] != following]
+    return whole or page
+
+
 def envelope(sel: Selection) -> dict[str, Any]:
-    """Envelope resource (section 3.7): empty lists omitted, ``next`` exactly when ``more``."""
+    """Envelope resource (section 3.7): ``next`` exactly when ``more``; ``objects`` always.
+
+    The section lets an empty ``objects`` be omitted; it is sent as ``[]``
+    because consumers index it unconditionally (Elastic ti_custom before PR
+    #19303 maps ``body.objects``; OpenCTI's connector in TAXII 2.0 mode reads
+    ``len(response["objects"])``).
+    """
     doc: dict[str, Any] = {"more": sel.more}
     if sel.more and sel.next:
         doc["next"] = sel.next
-    if sel.items:
-        doc["objects"] = [seen for _, seen in sel.items]
+    doc["objects"] = [seen for _, seen in sel.items]
     return doc
 
 
 def manifest(sel: Selection) -> dict[str, Any]:
-    """Manifest resource (section 5.3.1)."""
+    """Manifest resource (section 5.3.1); ``objects`` always present, as in ``envelope``."""
     doc: dict[str, Any] = {"more": sel.more}
     if sel.more and sel.next:
         doc["next"] = sel.next
-    if sel.items:
-        doc["objects"] = [
-            {
-                "id": d["id"],
-                "date_added": d["date_added"],
-                "version": d["version"] or d["date_added"],
-                "media_type": STIX_21,
-            }
-            for d, _ in sel.items
-        ]
+    doc["objects"] = [
+        {
+            "id": d["id"],
+            "date_added": d["date_added"],
+            "version": d["version"] or d["date_added"],
+            "media_type": STIX_21,
+        }
+        for d, _ in sel.items
+    ]
     return doc
 
 
 def versions(sel: Selection) -> dict[str, Any]:
-    """Versions resource (section 5.8.1)."""
+    """Versions resource (section 5.8.1); ``versions`` always present, as in ``envelope``."""
     doc: dict[str, Any] = {"more": sel.more}
     if sel.more and sel.next:
         doc["next"] = sel.next
-    if sel.items:
-        doc["versions"] = [d["version"] or d["date_added"] for d, _ in sel.items]
+    doc["versions"] = [d["version"] or d["date_added"] for d, _ in sel.items]
     return doc
 
 
@@ -230,9 +286,26 @@ def load_status(
 
 
 def delete_object(
-    store: Store, coll: Collection, principal: Principal, stix_id: str, filters: Filters
+    store: Store,
+    bus: Bus,
+    clock: Clock,
+    coll: Collection,
+    principal: Principal,
+    stix_id: str,
+    filters: Filters,
 ) -> int:
-    """Delete the matching versions of one of the caller's objects (section 5.7)."""
+    """Delete the matching versions of one of the caller's objects (section 5.7).
+
+    Only the id's owner may (core/ownership.py). Records must keep agreeing with
+    TAXII's last version: when every version of an indicator goes, the correlator is
+    told its report is withdrawn (its source counts as revoked, and no later version
+    is accepted); when the latest goes and older ones stay, the version now last
+    replaces it in the records (and decides whether the id counts as revoked).
+    """
+    owner = owners_of(store, [stix_id]).get(canonical_id(stix_id))
+    if owner is not None and owner.agency != principal.agency.id:
+        # as for any id not in the caller's inbox: its existence is not disclosed
+        raise not_found(f"no object {stix_id!r} matching these filters in {coll.name}")
     clauses: list[Filter] = [
         Term("collections", (coll.name,)),
         Term("deleted", (False,)),
@@ -249,7 +322,28 @@ def delete_object(
         raise not_found(f"no object {stix_id!r} matching these filters in {coll.name}")
     if any(h.doc["agency"] != principal.agency.id for h in page.hits):
         raise TaxiiError(403, "Forbidden", "only the agency that pushed an object may delete it")
-    return delete_versions(store, stix_id, [h.key for h in page.hits])
+    doomed = {h.key for h in page.hits}
+    _, stored = versions_of(store, [stix_id])
+    live = {k: st.doc for k, st in stored.get(stix_id, {}).items() if not st.doc.get("deleted")}
+    indicator = any(h.doc["type"] == "indicator" for h in page.hits)
+    remaining = set(live) - doomed
+
+    def latest(keys: set[str]) -> str:
+        return max(keys, key=lambda k: (live[k]["version"], live[k]["date_added"]))
+
+    if indicator and (not remaining or latest(set(live)) in doomed):
+        # Told first: if the delete then fails, the client's retry tells again (idempotent).
+        now = format_timestamp(clock.now())
+        last = live[latest(remaining)]["object"] if remaining else None
+        notice = withdrawal(stix_id, now, last)
+        provenance = stamp(principal, notice, now, str(uuid.uuid4()))
+        bus.publish(TOPIC_RAW, encode_envelope([Accepted(notice, provenance)]))
+        if last is None:
+            close(store, stix_id, max(str(d["version"]) for d in live.values()))
+        else:
+            revoked = last.get("revoked") is True
+            reopen(store, stix_id, object_version(last) if revoked else None)
+    return delete_versions(store, stix_id, doomed)
 
 
 def now_text(clock: Clock) -> str:

@@ -11,6 +11,7 @@ The generator is one asyncio loop with httpx.AsyncClient: on the 2-core dev box
 it caps at ~370 requests/s against GET /healthz (client and server sharing the
 CPU), so figures near that measure the client, not ThreatBay.
 
+    .venv/bin/python benches/load/load.py --duration 600   # the 10-minute soak (README)
     .venv/bin/python benches/load/load.py --duration 60
     .venv/bin/python benches/load/load.py --duration 30 --kafka
 """
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -282,7 +284,19 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.3)
         time.sleep(args.warmup)  # warninglists load and Kafka group joins happen here
         rss_before = rss_kib(server.pid)
+        samples: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            t0 = time.monotonic()
+            while not done.wait(5.0):
+                samples.append((time.monotonic() - t0, rss_kib(server.pid)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         stats, elapsed = asyncio.run(drive(args, base, creds, run))
+        done.set()
+        sampler.join()
         rss_after = rss_kib(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
@@ -295,7 +309,7 @@ def run_load(args: argparse.Namespace) -> dict[str, Any]:
         if args.kafka:
             drop_namespace(args, namespace)
         shutil.rmtree(tmp, ignore_errors=True)
-    return figures(args, stats, elapsed, rss_before, rss_after)
+    return figures(args, stats, elapsed, rss_before, rss_after, samples)
 
 
 def drop_namespace(args: argparse.Namespace, namespace: str) -> None:
@@ -315,7 +329,12 @@ def drop_namespace(args: argparse.Namespace, namespace: str) -> None:
 
 
 def figures(
-    args: argparse.Namespace, stats: Stats, elapsed: float, rss_before: int, rss_after: int
+    args: argparse.Namespace,
+    stats: Stats,
+    elapsed: float,
+    rss_before: int,
+    rss_after: int,
+    samples: list[tuple[float, int]] | None = None,
 ) -> dict[str, Any]:
     total = sum(len(v) for v in stats.latency.values())
     print(
@@ -342,7 +361,20 @@ def figures(
         f"server RSS {rss_before / 1024:.1f} MiB -> {rss_after / 1024:.1f} MiB "
         f"(+{(rss_after - rss_before) / 1024:.1f} MiB)"
     )
+    # The first minute fills what a server holds for good (caches, pools, warninglists).
+    after_minute = [kib for t, kib in samples or [] if t >= 60.0]
+    growth_after_minute = rss_after - after_minute[0] if after_minute else None
+    if growth_after_minute is not None:
+        print(
+            f"server RSS after the first minute {after_minute[0] / 1024:.1f} MiB -> "
+            f"{rss_after / 1024:.1f} MiB (+{growth_after_minute / 1024:.1f} MiB); samples every "
+            f"5 s: {[round(kib / 1024) for _, kib in samples or []]}"
+        )
+    timeouts = sum(n for k, n in stats.server_errors.items() if "Timeout" in k)
+    print(f"client timeouts: {timeouts}")
     return {
+        "timeouts": timeouts,
+        "growth_after_first_minute_kib": growth_after_minute,
         "server_errors": sum(stats.server_errors.values()),
         "ok": total,
         "client_errors": sum(stats.client_errors.values()),

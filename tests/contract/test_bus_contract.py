@@ -294,3 +294,35 @@ def test_a_large_object_up_to_the_taxii_limit_passes(
     got = _drain(consumer, 1)
     consumer.close()
     assert [len(m.value) for m in got] == [len(big)] and got[0].value == big
+
+
+# ------------------------------------------------------------------ lag
+# ``threatbay status``, ``/metrics`` and ``/readyz`` rely on it (issue #17): a group that
+# never committed is behind by the whole log, ``commit`` moves it, and a second bus
+# instance (another process) sees the same numbers.
+
+
+def test_lag_counts_what_the_group_has_not_committed(
+    make_bus: BusFactory, topic: str, group: str
+) -> None:
+    bus = make_bus()
+    consumer = bus.consumer(topic, group)
+    assert bus.lag(topic, group).lag == 0
+    bus.publish(topic, _messages(10))
+    assert bus.lag(topic, group).lag == 10
+    got = _drain(consumer, 10)
+    assert len(got) == 10
+    assert bus.lag(topic, group).lag == 10  # polled is not processed: only a commit counts
+    consumer.commit()
+    observer = make_bus()  # another process
+    lag = observer.lag(topic, group)
+    assert lag.lag == 0 and lag.topic == topic and lag.group == group
+    assert sum(end for _, end in lag.partitions.values()) == 10
+    bus.publish(topic, _messages(3, prefix="late"))
+    assert observer.lag(topic, group).lag == 3
+    assert observer.lag(topic, "a-group-that-never-read").lag == 13
+    consumer.close()
+
+
+def test_lag_of_a_topic_nobody_published_to_is_zero(make_bus: BusFactory, group: str) -> None:
+    assert make_bus().lag("tb-contract-never-created-topic", group).lag == 0

@@ -1,8 +1,10 @@
-"""The embedded backends keep one SQLite connection per *live* thread.
+"""The embedded backends keep a small, bounded pool of SQLite connections per file.
 
-Each connection carries its own page cache (up to 64 MB). Short-lived threads
-(a pool created per tick, an executor per batch) must not leave theirs behind:
-the embedded ``serve`` would grow without bound.
+Each connection carries its own page cache and statement cache. With one
+connection per thread, the API's 40 pool threads and short-lived threads (a
+pool per tick, an executor per batch) made the embedded ``serve`` grow by
+hundreds of MiB (issue #17): however many threads use a file, at most
+``ConnectionPool`` size connections exist.
 """
 
 from __future__ import annotations
@@ -50,5 +52,28 @@ def test_the_correlator_does_not_open_a_connection_per_batch(tmp_path: Path) -> 
             worker.process(messages)
         assert services.store._conns.open_count() <= 3  # type: ignore[attr-defined]
         assert services.store.count(names.INDEX_OBJECTS) == 300
+    finally:
+        services.close()
+
+
+def test_many_concurrent_threads_share_a_bounded_pool(tmp_path: Path) -> None:
+    services = build(Settings(data_dir=tmp_path))
+    try:
+        store = services.store
+        barrier = threading.Barrier(40)
+
+        def work(i: int) -> None:
+            barrier.wait()
+            for j in range(5):
+                store.put_many(names.INDEX_AUDIT, [Put(f"k{i}-{j}", {"n": i})])
+                store.get(names.INDEX_AUDIT, f"k{i}-{j}")
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store._conns.open_count() <= 8  # type: ignore[attr-defined]
+        assert store.count(names.INDEX_AUDIT) == 200
     finally:
         services.close()

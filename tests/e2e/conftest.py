@@ -97,6 +97,7 @@ def real_backends(
     es_url: str,
     name: str,
     refresh_interval: str = "1s",
+    partitions: int = 3,
 ) -> Iterator[Services]:
     """Real Kafka bus and Elasticsearch store under a private prefix, dropped afterwards.
 
@@ -111,7 +112,9 @@ def real_backends(
         es_url, ElasticsearchSettings(refresh_interval=refresh_interval), prefix=prefix
     )
     bus = KafkaBus(
-        kafka_bootstrap, KafkaSettings(partitions=3, session_timeout_ms=6000), prefix=prefix
+        kafka_bootstrap,
+        KafkaSettings(partitions=partitions, session_timeout_ms=6000),
+        prefix=prefix,
     )
     svc = Services(settings=Settings(data_dir=tmp_path), bus=bus, store=store, clock=clock)
     try:

@@ -258,24 +258,28 @@ def test_amber_is_redacted_for_the_counterpart_red_reaches_only_its_recipient(
 def test_admin_api_records_an_agencys_crossborder_consent(
     services: Services, keys: dict[str, Key]
 ) -> None:
+    """Consent is a bilateral arrangement recorded on the host, never through the API
+    (issue 15: an admin must not grant its own jurisdiction another's AMBER)."""
     new = {
-        "id": "gd-gdca",
-        "name": "GD cert authority",
-        "jurisdiction": "GD",
+        "id": "hk-newcert",
+        "name": "HK new cert",
+        "jurisdiction": "HK",  # ops administers HK
         "identity_id": f"identity--{uuid.uuid4()}",
-        "crossborder_consent": ["HK", "MO"],
+        "crossborder_consent": ["GD", "MO"],
     }
     with TestClient(create_app(services)) as client:
         ops = keys["ops"].bearer
         response = client.post("/api/v1/admin/agencies", json=new, headers=ops)
-        assert response.status_code == 201, response.text
-        assert response.json()["crossborder_consent"] == ["HK", "MO"]
-        stored = AgencyRegistry(services.store, services.clock).get("gd-gdca")
-        assert stored.crossborder_consent == ("HK", "MO")
-        bad = new | {"id": "gd-bad", "crossborder_consent": ["TW"]}
-        response = client.post("/api/v1/admin/agencies", json=bad, headers=ops)
-        assert response.status_code == 422
-        assert "crossborder_consent" in response.text
+        assert response.status_code == 403, response.text
+        assert "consent" in response.json()["detail"]
+    registry = AgencyRegistry(services.store, services.clock)
+    registry.add_agency(
+        Agency("gd-gdca", "GD cert authority", "GD", f"identity--{uuid.uuid4()}",
+               crossborder_consent=("HK", "MO"))
+    )  # fmt: skip
+    assert registry.get("gd-gdca").crossborder_consent == ("HK", "MO")
+    with pytest.raises(ValueError, match="crossborder_consent"):
+        Agency("gd-bad", "Bad", "GD", f"identity--{uuid.uuid4()}", crossborder_consent=("TW",))
     old_doc = AGENCIES["gd"].to_doc()
     del old_doc["crossborder_consent"]  # documents written before the field existed
     assert Agency.from_doc(old_doc).crossborder_consent == ()

@@ -1,11 +1,14 @@
 """Fault-injection harness: stages as separate processes, TAXII push load, store checks.
 
-Everything runs on the real Kafka broker and Elasticsearch node that
-``deploy/dev/services up`` starts, under a fresh ``THREATBAY_NAMESPACE`` per
-scenario. The stages are ``.venv/bin/threatbay api|correlate|alerts``
-subprocesses, so a SIGKILL is a real process death. Clients record exactly
-which (id, version) pairs got a TAXII 202 success; the checks compare the
-store against that record.
+Everything runs on the real Kafka and Elasticsearch that ``deploy/dev/services
+up`` starts (the plain single nodes, or a secured / clustered stack described by
+its ``stack.json``: ``Backend``), under a fresh ``THREATBAY_NAMESPACE`` per
+scenario. On a secured stack every stage process runs as its own Kafka
+principal and Elasticsearch user, and the API serves TLS with client
+certificates when the platform is given a ``TlsSetup``. The stages are
+``.venv/bin/threatbay api|correlate|alerts`` subprocesses, so a SIGKILL is a
+real process death. Clients record exactly which (id, version) pairs got a TAXII
+202 success; the checks compare the store against that record.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import base64
 import os
 import random
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,10 +25,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -57,6 +61,100 @@ AGENCIES = (
     ),
     Agency("mo-caric", "CARIC", "MO", f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, 'mo')}", "B"),
 )
+
+
+class Backend(Protocol):
+    """Where the stages run: the plain services or a ``tests.security.stacks.Stack``."""
+
+    def env(self, namespace: str, data_dir: Path) -> dict[str, str]: ...
+
+    def settings(self, namespace: str, data_dir: Path) -> Settings: ...
+
+    def es_http(self, user: str = "admin") -> httpx.Client: ...
+
+    def grant(self, namespace: str) -> None: ...
+
+    def drop(self, namespace: str) -> None: ...
+
+
+@dataclass
+class PlainBackend:
+    """The shared plain Kafka broker and Elasticsearch node (no security)."""
+
+    kafka: str
+    es_url: str
+
+    def env(self, namespace: str, data_dir: Path) -> dict[str, str]:
+        return {
+            "THREATBAY_BUS_URL": f"kafka://{self.kafka}",
+            "THREATBAY_STORE_URL": self.es_url.rstrip("/"),
+            "THREATBAY_NAMESPACE": namespace,
+            "THREATBAY_DATA_DIR": str(data_dir),
+        }
+
+    def settings(self, namespace: str, data_dir: Path) -> Settings:
+        return Settings(
+            bus_url=f"kafka://{self.kafka}",
+            store_url=self.es_url.rstrip("/"),
+            namespace=namespace,
+            data_dir=data_dir,
+        )
+
+    def es_http(self, user: str = "admin") -> httpx.Client:
+        return httpx.Client(base_url=self.es_url.rstrip("/"), timeout=30)
+
+    def grant(self, namespace: str) -> None:
+        return None  # ThreatBay creates its own topics on the plain broker
+
+    def drop(self, namespace: str) -> None:
+        try:
+            with self.es_http() as es:
+                es.delete(f"/{namespace}*")
+        except httpx.HTTPError:
+            pass
+        try:
+            from kafka.admin import KafkaAdminClient
+
+            admin = KafkaAdminClient(bootstrap_servers=self.kafka, request_timeout_ms=10_000)
+            try:
+                ours = [t for t in admin.list_topics() if t.startswith(namespace)]
+                if ours:
+                    admin.delete_topics(ours)
+            finally:
+                admin.close()
+        except Exception:  # best effort: a leftover namespaced topic harms no one
+            pass
+
+
+@dataclass
+class TlsSetup:
+    """The API's TLS for a platform: its certificate, the jurisdictions' CAs, client certs."""
+
+    server_ca: Path
+    cert_file: Path
+    key_file: Path
+    client_ca: dict[str, Path]
+    client_crl: dict[str, Path] = field(default_factory=dict)
+    #: agency id -> (certificate, key) the agency's pusher presents; others use HTTP Basic.
+    client_certs: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    #: agency id -> the names its certificate carries (``Agency.cert_names``).
+    cert_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "THREATBAY_TLS__CERT_FILE": str(self.cert_file),
+            "THREATBAY_TLS__KEY_FILE": str(self.key_file),
+        }
+        env |= {f"THREATBAY_TLS__CLIENT_CA__{j}": str(p) for j, p in self.client_ca.items()}
+        env |= {f"THREATBAY_TLS__CLIENT_CRL__{j}": str(p) for j, p in self.client_crl.items()}
+        return env
+
+    def context(self, agency: str | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.server_ca))
+        if agency is not None and agency in self.client_certs:
+            cert, key = self.client_certs[agency]
+            ctx.load_cert_chain(str(cert), str(key))
+        return ctx
 
 
 def free_port() -> int:
@@ -135,6 +233,8 @@ class PushStats:
     accepted: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (agency, ver)
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # client-visible, while a part is down
+    error_times: list[float] = field(default_factory=list)  # when a push was not all accepted
+    push_times: list[tuple[float, float]] = field(default_factory=list)  # (sent at, seconds)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -169,24 +269,30 @@ class Pusher(threading.Thread):
         pause_s: float,
         pool: int,
         deadline: float,
+        verify: ssl.SSLContext | bool = True,
+        basic: bool = True,
     ) -> None:
         super().__init__(name=f"push-{agency.id}", daemon=True)
         self.base, self.run_id, self.agency, self.stats = base, run, agency, stats
         token = base64.b64encode(f"{key[0]}:{key[1]}".encode()).decode()
-        self.headers = {"Authorization": f"Basic {token}", "Accept": TAXII, "Content-Type": TAXII}
+        self.headers = {"Accept": TAXII, "Content-Type": TAXII}
+        if basic:  # else its client certificate alone authenticates it
+            self.headers["Authorization"] = f"Basic {token}"
         self.total, self.batch, self.pause_s, self.pool = total, batch, pause_s, pool
         self.deadline = deadline
+        self.verify = verify
 
     def run(self) -> None:
         todo = [indicator(self.run_id, self.agency.id, n, self.pool) for n in range(self.total)]
         url = f"{self.base}/taxii2/api/collections/inbox-{self.agency.id}/objects/"
-        with httpx.Client(timeout=10.0) as client:
+        with httpx.Client(timeout=10.0, verify=self.verify) as client:
             while todo and time.monotonic() < self.deadline:
                 chunk, todo = todo[: self.batch], todo[self.batch :]
                 with self.stats.lock:
                     self.stats.pushed.update(o["id"] for o in chunk)
                     self.stats.requests += 1
                 ok: dict[str, str] = {}
+                sent = time.time()
                 try:
                     resp = client.post(
                         url, content=orjson.dumps({"objects": chunk}), headers=self.headers
@@ -199,6 +305,10 @@ class Pusher(threading.Thread):
                         self._error(f"HTTP {resp.status_code}")
                 except httpx.HTTPError as exc:
                     self._error(type(exc).__name__)
+                with self.stats.lock:
+                    self.stats.push_times.append((sent, time.time() - sent))
+                    if len(ok) < len(chunk):
+                        self.stats.error_times.append(time.time())
                 with self.stats.lock:
                     for sid, ver in ok.items():
                         self.stats.accepted[sid] = (self.agency.id, ver)
@@ -282,29 +392,44 @@ class Report:
 class Platform:
     """A namespace on the real services, three registered agencies and the stage processes."""
 
-    def __init__(self, kafka: str, es_url: str, tmp: Path, receiver: Receiver | None = None):
+    def __init__(
+        self,
+        backend: Backend | str,
+        es_url: str | Path,
+        tmp: Path | Receiver | None = None,
+        receiver: Receiver | None = None,
+        *,
+        tls: TlsSetup | None = None,
+        namespace: str | None = None,
+    ):
+        if isinstance(backend, str):  # Platform(kafka, es_url, tmp[, receiver]): plain services
+            assert isinstance(tmp, Path)
+            backend, tmp = PlainBackend(backend, str(es_url)), tmp
+        else:  # Platform(backend, tmp[, receiver], tls=...)
+            receiver = tmp if isinstance(tmp, Receiver) else receiver
+            tmp = Path(es_url)
+        self.backend = backend
+        self.tls = tls
         self.run = uuid.uuid4().hex[:8]
-        self.ns = f"faults-{self.run}-"
-        self.es = es_url.rstrip("/")
-        self.kafka = kafka
+        self.ns = namespace or f"test-faults-{self.run}-"
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        data = tmp / "data"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("THREATBAY_")},
-            "THREATBAY_BUS_URL": f"kafka://{kafka}",
-            "THREATBAY_STORE_URL": self.es,
-            "THREATBAY_NAMESPACE": self.ns,
-            "THREATBAY_DATA_DIR": str(tmp / "data"),
+            **backend.env(self.ns, data),
+            **(tls.env() if tls else {}),
             "THREATBAY_PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
         }
-        settings = Settings(
-            bus_url=f"kafka://{kafka}", store_url=self.es, namespace=self.ns, data_dir=tmp / "data"
-        )
-        self.services = build(settings)
+        backend.grant(self.ns)
+        self.es = backend.es_http()
+        self.services = build(backend.settings(self.ns, data))
         registry = AgencyRegistry(self.services.store, self.services.clock)
         self.keys: dict[str, tuple[str, str]] = {}
         for agency in AGENCIES:
+            if tls is not None and agency.id in tls.cert_names:
+                agency = replace(agency, cert_names=tls.cert_names[agency.id])
             registry.add_agency(agency)
             cred, secret = registry.add_credential(agency.id)
             self.keys[agency.id] = (cred.key_id, secret)
@@ -330,11 +455,16 @@ class Platform:
         else:
             stage.wait_for_log("alert engine consuming")
 
+    def verify(self, agency: str | None = None) -> ssl.SSLContext | bool:
+        """What an HTTP client of the API verifies (and presents, for ``agency``)."""
+        return self.tls.context(agency) if self.tls else True
+
     def wait_api(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                resp = httpx.get(f"{self.base}/healthz", timeout=2, verify=self.verify())
+                if resp.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -372,6 +502,8 @@ class Platform:
                 pause_s,
                 pool,
                 deadline,
+                verify=self.verify(a.id),
+                basic=not (self.tls and a.id in self.tls.client_certs),
             )
             for a in AGENCIES
         ]
@@ -391,16 +523,14 @@ class Platform:
     # -- store reads (plain HTTP to Elasticsearch: the checks trust nothing of ours)
 
     def _all(self, index: str, body: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        resp = httpx.post(
-            f"{self.es}/{self.ns}{index}/_search", json={"size": 10_000, **(body or {})}, timeout=30
-        )
+        resp = self.es.post(f"/{self.ns}{index}/_search", json={"size": 10_000, **(body or {})})
         if resp.status_code == 404:
             return []
         resp.raise_for_status()
         return [h["_source"] | {"_id": h["_id"]} for h in resp.json()["hits"]["hits"]]
 
     def refresh(self) -> None:
-        httpx.post(f"{self.es}/{self.ns}*/_refresh", timeout=30)
+        self.es.post(f"/{self.ns}*/_refresh")
 
     def backlog(self) -> int:
         """Accepted objects not yet in the objects index (work the correlator has pending)."""
@@ -416,11 +546,10 @@ class Platform:
         docs = [f"{sid}|{ver}" for sid, (_, ver) in accepted.items()]
         found: set[str] = set()
         for i in range(0, len(docs), 1000):
-            resp = httpx.post(
-                f"{self.es}/{self.ns}{INDEX_OBJECTS}/_mget",
+            resp = self.es.post(
+                f"/{self.ns}{INDEX_OBJECTS}/_mget",
                 json={"ids": docs[i : i + 1000]},
                 params={"_source": "false"},
-                timeout=30,
             )
             if resp.status_code == 404:
                 return found
@@ -505,23 +634,9 @@ class Platform:
     def close(self) -> None:
         for stage in self.stages.values():
             stage.stop()
-        try:
-            httpx.delete(f"{self.es}/{self.ns}*", timeout=30)
-        except httpx.HTTPError:
-            pass
-        try:
-            from kafka.admin import KafkaAdminClient
-
-            admin = KafkaAdminClient(bootstrap_servers=self.kafka, request_timeout_ms=10_000)
-            try:
-                ours = [t for t in admin.list_topics() if t.startswith(self.ns)]
-                if ours:
-                    admin.delete_topics(ours)
-            finally:
-                admin.close()
-        except Exception:  # best effort: a leftover namespaced topic harms no one
-            pass
         self.services.close()
+        self.es.close()
+        self.backend.drop(self.ns)
 
 
 def services_cmd(*args: str) -> None:

@@ -237,6 +237,7 @@ def read_urls(target: FuzzTarget) -> list[str]:
 @example(body={"objects": [{"type": "indicator", "id": None}]})
 @example(body={"objects": [[], 1, "x", None]})
 @example(body=[{"objects": []}])
+@example(body={"objects": [{"type": "indicator", "granular_markings": 1}]})
 def test_fuzzed_json_envelopes_never_crash_the_push(target: FuzzTarget, body: Any) -> None:
     gd = target.keys["gd"]
     r = target.client.post(gd.inbox + "objects/", headers=gd.post, content=orjson.dumps(body))

@@ -23,6 +23,7 @@ from correlate.rules import load_ruleset
 from records.agencies import AgencyRegistry
 from records.alerts import AlertBook
 from tests.e2e.conftest import Key, clock, keys, services  # noqa: F401  (fixtures)
+from tests.security.stacks import cluster_stack, secure_stack, stack_session  # noqa: F401
 from threatbay.bootstrap import Services, correlator_for
 
 

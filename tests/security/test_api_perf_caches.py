@@ -68,7 +68,7 @@ def test_revocation_through_the_admin_api_applies_at_once_even_with_a_long_cache
     app: FastAPI, client: TestClient, keys: dict[str, Key]
 ) -> None:
     warm_auth_cache(app, ttl_s=3600)
-    gd, admin = keys["gd"], bearer(keys["ops"])
+    gd, admin = keys["hk"], bearer(keys["ops"])  # ops administers HK agencies
     assert client.get(ME, headers=bearer(gd)).status_code == 200  # now cached
     r = client.post(f"/api/v1/admin/credentials/{gd.key_id}/revoke", headers=admin)
     assert r.status_code == 200
@@ -80,7 +80,7 @@ def test_rotation_through_the_admin_api_refuses_the_old_secret_at_once(
     app: FastAPI, client: TestClient, keys: dict[str, Key]
 ) -> None:
     warm_auth_cache(app, ttl_s=3600)
-    mo, admin = keys["mo"], bearer(keys["ops"])
+    mo, admin = keys["hk"], bearer(keys["ops"])  # ops administers HK agencies
     assert client.get(ME, headers=bearer(mo)).status_code == 200
     fresh = client.post(f"/api/v1/admin/credentials/{mo.key_id}/rotate", headers=admin).json()
     assert client.get(ME, headers=bearer(mo)).status_code == 401

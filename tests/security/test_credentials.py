@@ -44,8 +44,9 @@ def test_secrets_are_never_stored_only_salted_hashes(
     client: TestClient, keys: dict[str, Key], services: Services
 ) -> None:
     admin = bearer(keys["ops"].key_id, keys["ops"].secret)
+    # ops administers HK agencies (admin is scoped to its jurisdiction, issue 15)
     issued = client.post(
-        "/api/v1/admin/agencies/mo-caric/credentials", headers=admin, json={"roles": ["analyst"]}
+        "/api/v1/admin/agencies/hk-govcert/credentials", headers=admin, json={"roles": ["analyst"]}
     ).json()
     rotated = client.post(
         f"/api/v1/admin/credentials/{keys['hk'].key_id}/rotate", headers=admin
@@ -61,7 +62,7 @@ def test_secrets_are_never_stored_only_salted_hashes(
     salts = [c["salt"] for c in creds]
     assert len(set(salts)) == len(salts), "every credential has its own salt"
     # What an operator reads back carries neither secret, salt nor hash.
-    shown = client.get("/api/v1/admin/agencies/mo-caric", headers=admin).text
+    shown = client.get("/api/v1/admin/agencies/hk-govcert", headers=admin).text
     for c in creds:
         assert c["secret_hash"] not in shown and c["salt"] not in shown
     assert issued["secret"] not in shown
@@ -93,30 +94,30 @@ def test_revocation_is_effective_on_the_next_request(
     client: TestClient, keys: dict[str, Key]
 ) -> None:
     admin = bearer(keys["ops"].key_id, keys["ops"].secret)
+    hk = keys["hk"]  # ops administers HK agencies
+    assert client.get(ME, headers=bearer(hk.key_id, hk.secret)).status_code == 200
+    assert client.get(hk.inbox, headers=basic(hk.key_id, hk.secret)).status_code == 200
+    r = client.post(f"/api/v1/admin/credentials/{hk.key_id}/revoke", headers=admin)
+    assert r.status_code == 200 and r.json()["revoked"] is True
+    assert client.get(ME, headers=bearer(hk.key_id, hk.secret)).status_code == 401
+    assert client.get(hk.inbox, headers=basic(hk.key_id, hk.secret)).status_code == 401
+    # The other agencies' keys are untouched.
     gd = keys["gd"]
     assert client.get(ME, headers=bearer(gd.key_id, gd.secret)).status_code == 200
-    assert client.get(gd.inbox, headers=basic(gd.key_id, gd.secret)).status_code == 200
-    r = client.post(f"/api/v1/admin/credentials/{gd.key_id}/revoke", headers=admin)
-    assert r.status_code == 200 and r.json()["revoked"] is True
-    assert client.get(ME, headers=bearer(gd.key_id, gd.secret)).status_code == 401
-    assert client.get(gd.inbox, headers=basic(gd.key_id, gd.secret)).status_code == 401
-    # The other agencies' keys are untouched.
-    hk = keys["hk"]
-    assert client.get(ME, headers=bearer(hk.key_id, hk.secret)).status_code == 200
 
 
 def test_rotation_invalidates_the_old_secret_at_once(
     client: TestClient, keys: dict[str, Key]
 ) -> None:
     admin = bearer(keys["ops"].key_id, keys["ops"].secret)
-    mo = keys["mo"]
+    mo = keys["hk"]  # ops administers HK agencies
     assert client.get(ME, headers=bearer(mo.key_id, mo.secret)).status_code == 200
     fresh = client.post(f"/api/v1/admin/credentials/{mo.key_id}/rotate", headers=admin).json()
     assert fresh["key_id"] == mo.key_id and fresh["secret"] != mo.secret
     assert client.get(ME, headers=bearer(mo.key_id, mo.secret)).status_code == 401
     assert client.get(mo.inbox, headers=basic(mo.key_id, mo.secret)).status_code == 401
     me = client.get(ME, headers=bearer(mo.key_id, fresh["secret"]))
-    assert me.status_code == 200 and me.json()["agency"]["id"] == "mo-caric"
+    assert me.status_code == 200 and me.json()["agency"]["id"] == "hk-govcert"
     assert client.get(ME, headers={"Authorization": f"Bearer {fresh['bearer']}"}).status_code == 200
     assert client.get(mo.inbox, headers=basic(mo.key_id, fresh["secret"])).status_code == 200
 

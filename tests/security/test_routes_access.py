@@ -61,11 +61,87 @@ class Call:
 
 _TAXII_POST = {"Content-Type": TAXII}
 _EMPTY_ENVELOPE = orjson.dumps({"objects": []})
-_NEW_AGENCY = {
-    "id": "mo-new",
-    "name": "New Macao agency",
-    "jurisdiction": "MO",
+_NEW_AGENCY = {  # of the role keys' own jurisdiction: admins administer only theirs
+    "id": "gd-new",
+    "name": "New Guangdong agency",
+    "jurisdiction": "GD",
     "identity_id": f"identity--{uuid.UUID(int=99)}",
+}
+
+# Joint incident cases (api/incidents.py, api/incidents_taxii.py): read with analyst,
+# dashboard or admin; act with analyst or admin; a case nobody shared is a 404.
+NO_CASE = f"incident--{uuid.UUID(int=5)}"
+_C = "/api/v1/incidents/{case_id}"
+_CASE = f"/api/v1/incidents/{NO_CASE}"
+_ITEM = str(uuid.UUID(int=6))
+_CASES_ROOT = f"/taxii2/cases/collections/{uuid.UUID(int=5)}"
+CASE_RULES: dict[tuple[str, str], Call] = {
+    ("GET", "/api/v1/incidents"): Call(READER, "/api/v1/incidents"),
+    ("POST", "/api/v1/incidents"): Call(ACTOR, "/api/v1/incidents", json={"title": "t"}),
+    ("GET", "/api/v1/incidents/templates"): Call(READER, "/api/v1/incidents/templates"),
+    ("GET", "/api/v1/incidents/clock-rules"): Call(READER, "/api/v1/incidents/clock-rules"),
+    ("GET", "/api/v1/incidents/stream"): Call(
+        READER, "/api/v1/incidents/stream", params={"max_seconds": 0.2}
+    ),
+    ("GET", _C): Call(READER, _CASE),
+    ("PATCH", _C): Call(ACTOR, _CASE, json={"severity": "RED"}),
+    ("POST", _C + "/accept"): Call(ACTOR, _CASE + "/accept"),
+    ("POST", _C + "/decline"): Call(ACTOR, _CASE + "/decline", json={"reason": "no"}),
+    ("POST", _C + "/participants"): Call(ACTOR, _CASE + "/participants", json={"agency": OWN}),
+    ("POST", _C + "/lead"): Call(ACTOR, _CASE + "/lead", json={"agency": OWN}),
+    ("POST", _C + "/links"): Call(ACTOR, _CASE + "/links", json={"alert_id": "no-alert"}),
+    ("DELETE", _C + "/links/{item_id}"): Call(ACTOR, f"{_CASE}/links/{_ITEM}"),
+    ("POST", _C + "/tasks"): Call(ACTOR, _CASE + "/tasks", json={"title": "t", "assignee": OWN}),
+    ("POST", _C + "/tasks/{item_id}/{move}"): Call(ACTOR, f"{_CASE}/tasks/{_ITEM}/accept"),
+    ("POST", _C + "/notes"): Call(ACTOR, _CASE + "/notes", json={"text": "n"}),
+    ("POST", _C + "/impacts"): Call(
+        ACTOR,
+        _CASE + "/impacts",
+        json={"category": "availability", "details": {"availability_impact": 10}},
+    ),
+    ("POST", _C + "/requests"): Call(
+        ACTOR,
+        _CASE + "/requests",
+        json={"request_type": "information", "addressee": OWN, "text": "q"},
+    ),
+    ("POST", _C + "/requests/{item_id}/answer"): Call(
+        ACTOR, f"{_CASE}/requests/{_ITEM}/answer", json={"text": "a"}
+    ),
+    ("GET", _C + "/requests/{item_id}/blocklist"): Call(
+        READER, f"{_CASE}/requests/{_ITEM}/blocklist"
+    ),
+    ("POST", _C + "/entities"): Call(
+        ACTOR, _CASE + "/entities", json={"aware_at": "2026-01-01T00:00:00Z"}
+    ),
+    ("PUT", _C + "/entities/{item_id}/awareness"): Call(
+        ACTOR, f"{_CASE}/entities/{_ITEM}/awareness", json={"aware_at": "2026-01-01T00:00:00Z"}
+    ),
+    ("POST", _C + "/clocks/{clock_id}/reported"): Call(
+        ACTOR, f"{_CASE}/clocks/x/reported", json={"reference": "r"}
+    ),
+    ("GET", _C + "/timeline"): Call(READER, _CASE + "/timeline"),
+    ("GET", _C + "/audit"): Call(READER, _CASE + "/audit"),
+    ("GET", _C + "/report"): Call(READER, _CASE + "/report"),
+    ("GET", _C + "/stix"): Call(READER, _CASE + "/stix"),
+    ("GET", _C + "/stream"): Call(READER, _CASE + "/stream", params={"max_seconds": 0.2}),
+    ("GET", "/taxii2/cases/"): Call(ANY, "/taxii2/cases/"),
+    ("GET", "/taxii2/cases/collections/"): Call(ANY, "/taxii2/cases/collections/"),
+    ("GET", "/taxii2/cases/collections/{collection_id}/"): Call(ANY, f"{_CASES_ROOT}/"),
+    ("GET", "/taxii2/cases/collections/{collection_id}/objects/"): Call(
+        READER, f"{_CASES_ROOT}/objects/"
+    ),
+    ("GET", "/taxii2/cases/collections/{collection_id}/objects/{object_id}/"): Call(
+        READER, f"{_CASES_ROOT}/objects/{NO_OBJECT}/"
+    ),
+    ("GET", "/taxii2/cases/collections/{collection_id}/manifest/"): Call(
+        READER, f"{_CASES_ROOT}/manifest/"
+    ),
+    ("POST", "/taxii2/cases/collections/{collection_id}/objects/"): Call(
+        ACTOR, f"{_CASES_ROOT}/objects/", content=_EMPTY_ENVELOPE, headers=_TAXII_POST
+    ),
+    ("GET", "/taxii2/cases/status/{status_id}/"): Call(
+        ANY, f"/taxii2/cases/status/{uuid.UUID(int=1)}/"
+    ),
 }
 
 RULES: dict[tuple[str, str], Call] = {
@@ -139,6 +215,8 @@ RULES: dict[tuple[str, str], Call] = {
     ),
     ("GET", "/api/v1/deliveries"): Call(ACTOR, "/api/v1/deliveries"),
     ("POST", "/api/v1/deliveries/{job_id}/retry"): Call(ADMIN, "/api/v1/deliveries/no-job/retry"),
+    **CASE_RULES,
+    ("GET", "/metrics"): Call(ADMIN, "/metrics"),
 }
 
 # Served without credentials on purpose: API documentation, liveness, and the
@@ -149,6 +227,7 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("GET", "/docs/oauth2-redirect"): "/docs/oauth2-redirect",
     ("GET", "/redoc"): "/redoc",
     ("GET", "/healthz"): "/healthz",
+    ("GET", "/readyz"): "/readyz",  # problems by stage name only, never error texts
     ("GET", "/ui"): "/ui",
     ("GET", "/ui/"): "/ui/",
     ("GET", "/ui/{name}"): "/ui/app.js",

@@ -188,7 +188,17 @@ def test_pattern_observable_types() -> None:
     assert observable_types_of_pattern(
         "[email-message:from_ref.value = 'a@evil.example'] OR [url:value = 'http://x:80/a']"
     ) == {"email-addr", "url"}
-    assert observable_types_of_pattern("[file:hashes.'SHA-256' = 'ab12']") == {"file"}
+    sha256 = "aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f"
+    assert observable_types_of_pattern(f"[file:hashes.'SHA-256' = '{sha256}']") == {"file"}
+    # read from the parse: an invalid pattern is never taken for the types it seems to name
+    assert observable_types_of_pattern("[file:hashes.'SHA-256' = 'ab12']") == {"pattern:unparsed"}
+    assert observable_types_of_pattern(
+        "[ipv4-addr:value = '1.2.3.4' AND email-message : to_ref.value = 'v@x.example']"
+    ) == {"ipv4-addr", "email-message"}
+    assert observable_types_of_pattern("[user-account : user_id = 'chan']") == {"user-account"}
+    assert observable_types_of_pattern("[email-message:from_ref.display_name = 'Chan']") == {
+        "email-message"
+    }
     assert observable_types_of_pattern("[email-message:to_refs[*].value = 'v@x.example']") == {
         "email-message"
     }

@@ -164,3 +164,53 @@ def test_checksums() -> None:
     assert hkid_valid("A", "123456", "3")
     assert not hkid_valid("A", "123456", "7")
     assert hkid_valid("AB", "123456", "9")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mail chan＠bank.hk",  # full-width at sign
+        "call 9123\u30004567",  # ideographic space
+        "call 91\u200b23 4567 now",  # zero-width space inside the number
+        "HKID Ａ123456(3)",  # full-width letter
+        "victim\u00a0is Chan Tai Man",  # no-break space
+    ],
+)
+def test_personal_data_written_to_slip_past_the_screens_is_held(text: str) -> None:
+    assert "obfuscated-personal-data" in screen_text(text)[2], text
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("Victim is Chan Tai Man (陳大文), tel 9123 4567", "陳大文"),
+        ("victim named Wong Siu Ming", "Wong Siu Ming"),
+        ("owner Chan Tai Man (陳大文)", "Chan Tai Man"),
+        ("complainant: Lee Ka Yan", "Lee Ka Yan"),
+    ],
+)
+def test_names_in_phrases_are_redacted(text: str, secret: str) -> None:
+    screened, kinds, _ = screen_text(text)
+    assert secret not in screened and "name" in kinds
+
+
+def test_every_string_of_an_object_is_screened_keys_included() -> None:
+    obj = {
+        "type": "indicator",
+        "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "pattern": "[domain-name:value = 'evil.example']",
+        "kill_chain_phases": [{"kill_chain_name": "tel 9123 4567", "phase_name": "x"}],
+        "extensions": {
+            "extension-definition--4f5c6a38-2d0e-4c55-9b8e-7a1d3c9e5b22": {
+                "extension_type": "property-extension",
+                "notes": [{"deep": "HKID A123456(3)"}],
+                "victim_contact": "anything",
+            }
+        },
+        "x_case": {"Chan Tai Man (陳大文)": "owner"},
+    }
+    red = redact_object(obj)
+    text = str(red.value)
+    for secret in ("9123 4567", "A123456(3)", "陳大文", "victim_contact"):
+        assert secret not in text, secret
+    assert red.value["pattern"] == obj["pattern"] and red.value["id"] == obj["id"]

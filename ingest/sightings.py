@@ -1,0 +1,48 @@
+"""A sighting reported through the API inherits the marking of what it sights.
+
+A sighting names one indicator (``sighting_of_ref``); whoever sees the sighting
+learns that indicator exists. So the sighting takes the TLP of the indicator
+report it names, and a sighting of a TLP:RED report is RED to that report's
+recipients and its source agency (DOMAIN.md "Sharing"; before, it was stored
+unmarked, which is AMBER, and named the RED indicator to non-recipients).
+Of the reports the caller may see, the least restrictive one is named, so the
+sighting travels as far as it legitimately can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from core.markings import MARKING_ID_BY_TLP, RECIPIENTS_PROPERTY, normalise_tlp, tlp_rank
+from core.provenance import Tlp
+
+
+def _tlp(source: Mapping[str, Any]) -> Tlp:
+    try:
+        return normalise_tlp(str(source.get("tlp") or "amber"))
+    except ValueError:
+        return "red"
+
+
+def sighted_source(view: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The visible indicator report a sighting of this record view names, or None."""
+    reports: list[dict[str, Any]] = [
+        s
+        for s in view.get("sources") or []
+        if isinstance(s, dict) and str(s.get("stix_id", "")).startswith("indicator--")
+    ]
+    if not reports:
+        return None
+    return min(reports, key=lambda s: (tlp_rank(_tlp(s)), str(s["stix_id"])))
+
+
+def sighting_marking(source: Mapping[str, Any], sighter: str) -> dict[str, Any]:
+    """The marking properties of a sighting of ``source`` made by agency ``sighter``."""
+    tlp = _tlp(source)
+    marks: dict[str, Any] = {"object_marking_refs": [MARKING_ID_BY_TLP[tlp]]}
+    if tlp == "red":
+        recipients = {str(r) for r in source.get("recipients") or []}
+        recipients.add(str(source.get("agency")))
+        marks[RECIPIENTS_PROPERTY] = sorted(recipients - {sighter})
+    return marks
