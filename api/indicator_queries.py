@@ -25,6 +25,7 @@ from core.lookup import candidate_keys
 from core.policy import Decision, Purpose, Reader, SharingPolicy, decide_record, reader_tags
 from core.ports import Filter, Query, Range, Sort, Store, Term
 from core.scoring import current_score
+from core.views import view_for
 
 SORTS = {
     "score": (Sort("score", "desc"), Sort("key")),
@@ -128,21 +129,9 @@ def _views_of(store: Store, reader: Reader, keys: list[str]) -> dict[str, dict[s
     The record document holds every view's content (core/views.py), so this is
     one read whichever view the reader has.
     """
-    tags = set(reader_tags(reader, Purpose.READ))
+    tags = reader_tags(reader, Purpose.READ)
     found = store.get_many(names.INDEX_INDICATORS, keys) if keys else {}
-    out: dict[str, dict[str, Any]] = {}
-    for key, stored in found.items():
-        doc = stored.doc
-        if "view_of" in doc:
-            continue  # a view document's own key is not a record key
-        if tags & set(doc.get("readers") or ()):
-            out[key] = doc
-            continue
-        for view in doc.get("views") or []:
-            if tags & set(view.get("readers") or ()):
-                out[key] = view["view"]
-                break
-    return out
+    return {k: view for k, stored in found.items() if (view := view_for(stored.doc, tags))}
 
 
 def indicator_detail(

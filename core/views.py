@@ -331,6 +331,25 @@ def full_basis(record: Mapping[str, Any]) -> str:
                   record.get("links") or [])  # fmt: skip
 
 
+def view_for(record_doc: Mapping[str, Any], tags: Iterable[str]) -> dict[str, Any] | None:
+    """The view a reader with ``tags`` has of a record document read by key, or None.
+
+    The record document holds its own view (``readers``) and every other view
+    (``views``), so reading by key needs no search; a view document (``view_of``)
+    is never a record. Every read of one record for a reader goes through here
+    (the records API, cases' linked records), never through the record as stored.
+    """
+    if "view_of" in record_doc:
+        return None
+    wanted = set(tags)
+    if wanted & set(record_doc.get("readers") or ()):
+        return dict(record_doc)
+    for view in record_doc.get("views") or []:
+        if wanted & set(view.get("readers") or ()):
+            return dict(view["view"])
+    return None
+
+
 # ------------------------------------------------------------------ planning
 
 
