@@ -13,10 +13,11 @@ alerts and deliveries (issue #17, ARCHITECTURE.md "Guarantees").
   bus errors, crashes (the stages, platform-wide); and, counted only from what
   the admin's agency may see (DOMAIN.md "Noninterference"; an agency's admin is
   a reader like any other, there is no platform operator over HTTP), records,
-  alerts by level, its jurisdiction's deliveries by state and delivery
-  failures, and ingest objects by agency and outcome for its jurisdiction's
-  agencies. The host's ``threatbay status`` gives the platform-wide counts. The
-  store is read at most once per ``SCRAPE_CACHE_S`` per admin.
+  alerts by level, its agency's deliveries by state and delivery failures, and
+  its agency's ingest objects by outcome (another agency's pushes, even of the
+  same jurisdiction, may be TLP:AMBER+STRICT). The host's ``threatbay status``
+  gives the platform-wide counts. The store is read at most once per
+  ``SCRAPE_CACHE_S`` per admin.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import Admin, Books
+from api.deps import Admin
 from core import policy
 from core.consuming import BATCH_BUCKETS
 from core.services import Services
@@ -200,7 +201,7 @@ class IngestCounter:
 
 
 class IngestOf(Collector):
-    """The ingest counter's samples of some agencies only (an admin's jurisdiction's)."""
+    """The ingest counter's samples of some agencies only (an admin's own)."""
 
     def __init__(self, counter: Counter, agencies: frozenset[str]) -> None:
         self.counter = counter
@@ -254,13 +255,11 @@ def _router(counter: Counter) -> APIRouter:
                         media_type="application/json")  # fmt: skip
 
     @router.get("/metrics")
-    async def metrics(request: Request, principal: Admin, books: Books) -> Response:
+    async def metrics(request: Request, principal: Admin) -> Response:
         """Prometheus metrics (text exposition format), for an admin credential; counts of
         content are the admin agency's (module docstring)."""
         reader = policy.reader_of(principal)
-        scope = CountScope(
-            tuple(policy.reader_tags(reader, policy.Purpose.READ)), reader.jurisdiction
-        )
+        scope = CountScope(tuple(policy.reader_tags(reader, policy.Purpose.READ)), reader.agency_id)
         with lock:
             collector = collectors.get(scope.tags)
             if collector is None:
@@ -268,10 +267,8 @@ def _router(counter: Counter) -> APIRouter:
                 collector = collectors[scope.tags] = StatusCollector(
                     lambda: current_status(app, scope=scope)
                 )
-        agencies = await run_in_threadpool(books.agencies.list)
-        own = frozenset(a.id for a in agencies if a.jurisdiction == reader.jurisdiction)
         registry = CollectorRegistry()
-        registry.register(IngestOf(counter, own))
+        registry.register(IngestOf(counter, frozenset({reader.agency_id})))
         registry.register(collector)
         text = await run_in_threadpool(generate_latest, registry)
         return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -217,11 +217,12 @@ class CountScope:
 
     ``tags``: the reader's view tags (core/policy.py ``reader_tags``), which match
     exactly one view document per record it sees and one version per alert;
-    ``jurisdiction``: whose webhook deliveries it counts.
+    ``agency``: whose webhook deliveries it counts (another agency's, even of its
+    jurisdiction, carry alerts as that agency sees them).
     """
 
     tags: tuple[str, ...]
-    jurisdiction: str
+    agency: str
 
 
 def _counts(store: Store, result: Status, scope: CountScope | None = None) -> None:
@@ -232,7 +233,7 @@ def _counts(store: Store, result: Status, scope: CountScope | None = None) -> No
     deliveries: tuple[Filter, ...] = ()
     if scope is not None:
         records = alerts = (Term("readers", scope.tags),)
-        deliveries = (Term("jurisdiction", (scope.jurisdiction,)),)
+        deliveries = (Term("agency", (scope.agency,)),)
     result.records = store.count(names.INDEX_INDICATORS, records)
     result.alerts = store.count(names.INDEX_ALERTS, alerts)
     result.alerts_by_level = store.count_by(names.INDEX_ALERTS, "level", alerts)

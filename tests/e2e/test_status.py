@@ -54,6 +54,13 @@ def keys_for(services: Services) -> dict[str, Key]:
     return out
 
 
+def admin_key(services: Services, agency_id: str) -> Key:
+    """An admin credential of ``agency_id`` (its /metrics count what that agency may see)."""
+    registry = records_of(services).agencies
+    cred, secret = registry.add_credential(agency_id, roles=("admin",))
+    return Key(registry.get(agency_id), cred.key_id, secret)
+
+
 def running(services: Services, restart_s: float = 60.0) -> Loops:
     loops = Loops(max_restart_delay_s=restart_s)
     start_correlator(services, loops)
@@ -125,8 +132,8 @@ def test_status_metrics_and_readyz_show_work_done(backends: Services, tmp_path: 
             assert client.get("/healthz").json() == {"status": "ok"}
             push(client, keys["gd"], 30)
             push(client, keys["hk"], 20, offset=10)  # 10 values reported by both
-            # RED to GD's own analysts: the HK admin's /metrics may not count them (nor
-            # GD's pushes at all); the host's ``threatbay status`` counts everything.
+            # RED to GD's own analysts: HK's admin's /metrics may not count them (nor GD's
+            # pushes at all); the host's ``threatbay status`` counts everything.
             push(client, keys["gd"], 5, offset=100, tlp=TLP_RED)
             wait_for(lambda: loops.health["correlator"].stage is not None
                      and loops.health["correlator"].stage.messages > 0)  # fmt: skip
@@ -142,7 +149,9 @@ def test_status_metrics_and_readyz_show_work_done(backends: Services, tmp_path: 
             assert ready.status_code == 200 and ready.json() == {"status": "ready", "problems": []}
 
             assert client.get("/metrics").status_code == 401
-            text = client.get("/metrics", headers=keys["ops"].bearer).text
+            hk_admin = admin_key(backends, "hk-govcert")
+            assert client.get("/metrics", headers=keys["ops"].bearer).status_code == 200
+            text = client.get("/metrics", headers=hk_admin.bearer).text
             assert metric(text, "threatbay_ingest_objects_total", agency="gd-cac",
                           outcome="accepted") is None  # fmt: skip
             assert metric(text, "threatbay_ingest_objects_total", agency="hk-govcert",

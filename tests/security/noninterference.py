@@ -34,6 +34,7 @@ from urllib.parse import quote, urlencode
 import orjson
 from fastapi import FastAPI
 
+import api.health as health_module
 import records.objects as objects_module
 from api.alerts import AlertPages
 from api.app import create_app
@@ -283,6 +284,9 @@ def bound_app(services: Services) -> FastAPI:
     global _APP
     if _APP is None:
         _APP = create_app(services)
+        # /metrics re-reads the store at every scrape: a snapshot cached by one world would
+        # answer the other's (the worlds share this app).
+        health_module.SCRAPE_CACHE_S = 0.0
     api = services.settings.api
     _APP.state.services = services
     _APP.state.sharing_policy = services.sharing
@@ -351,6 +355,8 @@ class World:
     idle_polls: int = 1
     poll_timeout_s: float = 0.0
     pushed: list[dict[str, Any]] = field(default_factory=list)
+    #: An admin credential of each agency (``/metrics`` counts what its agency may see).
+    admin_keys: dict[str, Key] = field(default_factory=dict)
     #: This world's last ``date_added`` (records/objects.py keeps it per process: two worlds
     #: in one test process must not share it, as two deployments would not).
     last_added: datetime | None = None
@@ -483,8 +489,9 @@ class World:
         out: dict[str, Answer] = {}
 
         def ask(path: str, params: dict[str, Any] | None = None, *, taxii: bool = False,
-                extra: dict[str, str] | None = None) -> Answer:  # fmt: skip
-            headers = (key.basic if taxii else key.bearer) | (extra or {})
+                extra: dict[str, str] | None = None,
+                as_key: Key | None = None) -> Answer:  # fmt: skip
+            headers = (key.basic if taxii else (as_key or key).bearer) | (extra or {})
             r = self.client.get(path, params=params, headers=headers)
             kept = tuple((h, r.headers[h]) for h in CONTENT_HEADERS if h in r.headers)
             answer = Answer(r.status_code, kept, r.content)
@@ -521,6 +528,12 @@ class World:
         for v in probes.values:
             ask("/api/v1/lookup", {"value": v})
         ask("/api/v1/stats/indicators")
+
+        # --- health: readiness, and the metrics the reader's admin scrapes
+        ask("/readyz")
+        metrics = ask("/metrics", as_key=self.admin_keys[reader])
+        del out["/metrics"]
+        out["/metrics [admin]"] = Answer(metrics.status, (), _content_metrics(metrics.body))
 
         # --- alerts
         ask("/api/v1/alerts", {"limit": 500})
@@ -561,6 +574,28 @@ class World:
         return out
 
 
+#: /metrics series counted from stored content (api/health.py): compared byte for byte.
+#: The stage series (lag, batches, crashes, dead letters) describe the platform's stages
+#: and the ingest counter lives in the app process, which this harness shares between
+#: worlds (tests/e2e/test_status.py checks that an admin counts its own pushes only).
+CONTENT_METRICS = (
+    "threatbay_records",
+    "threatbay_alerts",
+    "threatbay_open_alerts",
+    "threatbay_deliveries",
+    "threatbay_delivery_failures",
+)
+
+
+def _content_metrics(text: bytes) -> bytes:
+    kept = [
+        line
+        for line in text.decode().splitlines()
+        if not line.startswith("#") and line.split("{")[0].split(" ")[0] in CONTENT_METRICS
+    ]
+    return "\n".join(kept).encode()
+
+
 def _first_sse_id(body: bytes) -> str | None:
     for line in body.decode().splitlines():
         if line.startswith("id: "):
@@ -586,11 +621,14 @@ def world(services: Services, clock: FakeClock, *, real: bool = False) -> Iterat
     """A ``World`` over ``services``: agencies registered, webhooks set, stages joined."""
     registry = AgencyRegistry(services.store, clock)
     keys: dict[str, Key] = {}
+    admin_keys: dict[str, Key] = {}
     directory = WebhookDirectory(services.store)
     for agency in AGENCIES:
         registry.add_agency(agency)
         cred, secret = registry.add_credential(agency.id)
         keys[agency.id] = Key(agency, cred.key_id, secret)
+        cred, secret = registry.add_credential(agency.id, roles=("admin",))
+        admin_keys[agency.id] = Key(agency, cred.key_id, secret)
         # Never listened on: the notifier's jobs (their payloads) are what is compared.
         directory.register(agency, f"http://127.0.0.1:9/hook/{agency.id}")
     services.store.refresh(names.INDEX_WEBHOOKS)
@@ -621,6 +659,7 @@ def world(services: Services, clock: FakeClock, *, real: bool = False) -> Iterat
             stages,
             idle_polls=3 if real else 1,
             poll_timeout_s=0.25 if real else 0.0,
+            admin_keys=admin_keys,
         )
     finally:
         client.close()
