@@ -98,7 +98,7 @@ _MAX_WINDOW = 10_000
 _MGET_CHUNK = 1000
 _TERMS_BUCKETS = 10_000
 #: Only what put_many reads of a bulk response (smaller to send and to parse).
-_BULK_FILTER = "items.*.status,items.*._seq_no,items.*._primary_term,items.*.error"
+_BULK_FILTER = "items.*.status,items.*._seq_no,items.*._primary_term,items.*.error,items.*._index"
 _T = TypeVar("_T")
 
 
@@ -375,7 +375,10 @@ class ElasticsearchStore:
         (HTTP 400 or 413: a value its mapping cannot parse, a document over
         the request limit) is a ``refused`` result with the reason, and every
         other document is written; 429/5xx on any item raise
-        ``StoreUnavailable`` so the caller retries the batch.
+        ``StoreUnavailable`` so the caller retries the batch; 401/403 on an
+        item (the stage's user lacks a right on that index) raise
+        ``ConfigurationError``: the stage stops and the operator sees why
+        (a refused write is neither poison nor passing weather).
         """
         if not puts:
             return []
@@ -477,6 +480,12 @@ class ElasticsearchStore:
             elif status in (400, 413):
                 reason = f"HTTP {status} {_reason(outcome.get('error'))}"
                 out.append(PutResult(key=key, ok=False, refused=reason))
+            elif status in (401, 403):  # the stage's user lacks a right: the operator's to fix
+                raise ConfigurationError(
+                    f"Elasticsearch refused a write to {outcome.get('_index', '?')} "
+                    f"(HTTP {status}): check the stage's user and role "
+                    f"({_reason(outcome.get('error'))})"
+                )
             else:  # 429, 5xx, a block or anything unknown: never assume it is the document
                 out.append(f"{key[:200]}: HTTP {status} {_reason(outcome.get('error'))}")
         return out

@@ -36,7 +36,7 @@ from core.settings import LimitsSettings
 from core.stix import object_id, object_version
 from ingest.validate import validation_error
 from records.books import records_of
-from records.objects import statement_markings
+from records.objects import statement_markings, stored_versions
 from records.owners import owners_of
 
 
@@ -106,6 +106,8 @@ class Admission:
     object_max_depth: int = 32
     #: canonical ids of statement markings stored before (records/objects.py)
     statements_of: Callable[[Sequence[str]], frozenset[str]] | None = None
+    #: (STIX id, version) -> that version as stored, for the ids another agency owns
+    stored_of: Callable[[Sequence[tuple[str, str]]], Mapping[tuple[str, str], Any]] | None = None
 
 
 def admission_of(
@@ -115,6 +117,7 @@ def admission_of(
     return Admission(
         identity_owners={canonical_id(k): v for k, v in identity_owners.items()},
         owners_of=lambda ids: owners_of(store, ids),
+        stored_of=lambda pairs: stored_versions(store, pairs),
         statements_of=lambda ids: statement_markings(store, ids),
         pattern_limits=PatternLimits(
             limits.pattern_max_chars, limits.pattern_max_comparisons, limits.pattern_max_depth
@@ -167,6 +170,34 @@ def admission_error(
     except RecursionError:
         return "object could not be checked: nested too deeply"
     return None
+
+
+def _copies(
+    principal: Principal,
+    objects: Sequence[Any],
+    admission: Admission,
+    owners: Mapping[str, Owner] | None,
+) -> set[int]:
+    """``id()`` of the objects that are exact copies of a stored version another agency owns.
+
+    Only exact copies: a re-share changes nothing, so it may be answered as a
+    success; any difference (a version, a property, a marking) stays refused by
+    ownership (core/ownership.py). Read by key only for ids another agency owns.
+    """
+    if owners is None or admission.stored_of is None:
+        return set()
+    theirs = [
+        o
+        for o in objects
+        if isinstance(o, dict)
+        and (owner := owners.get(canonical_id(o.get("id")))) is not None
+        and owner.agency != principal.agency.id
+        and owner.revoked_version is None
+    ]
+    if not theirs:
+        return set()
+    stored = admission.stored_of([(str(o["id"]), object_version(o)) for o in theirs])
+    return {id(o) for o in theirs if stored.get((str(o["id"]), object_version(o))) == o}
 
 
 def _statements(objects: Sequence[Any], admission: Admission) -> frozenset[str]:
@@ -230,9 +261,15 @@ def push_objects(
             [o["id"] for o in objects if isinstance(o, dict) and isinstance(o.get("id"), str)]
         )
     statements = _statements(objects, admission)
+    copies = _copies(principal, objects, admission, owners)
     accepted: list[Accepted] = []
     for obj in objects:
         err = admission_error(principal, obj, admission, owners, statements)
+        if err is not None and id(obj) in copies:
+            # An identical copy of a version another agency pushed (a re-shared producer
+            # identity, an extension definition): nothing new to store, so a success.
+            result.successes.append(Outcome(object_id(obj), object_version(obj)))
+            continue
         if err is not None:
             result.failures.append(Outcome(object_id(obj), object_version(obj), err))
             continue

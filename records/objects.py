@@ -137,6 +137,19 @@ def versions_of(
     return head_of, found
 
 
+def stored_versions(
+    store: Store, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The stored STIX object of each (id, version) there is (read by key, both backends)."""
+    keys = {object_key(stix_id, version): (stix_id, version) for stix_id, version in pairs}
+    found = store.get_many(INDEX_OBJECTS, list(keys))
+    return {
+        keys[key]: stored.doc["object"]
+        for key, stored in found.items()
+        if stored is not None and isinstance(stored.doc.get("object"), dict)
+    }
+
+
 def statement_markings(store: Store, ids: Sequence[str]) -> frozenset[str]:
     """Canonical ids among ``ids`` of statement marking definitions stored before."""
     _, found = versions_of(store, list(ids))

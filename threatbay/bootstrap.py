@@ -38,7 +38,7 @@ from core import names
 from core.clock import Clock, SystemClock
 from core.consuming import StageHealth
 from core.crossborder import default_whitelist, whitelist_from_yaml_text
-from core.errors import Unavailable, UnknownAgency
+from core.errors import ConfigurationError, Unavailable, UnknownAgency
 from core.patterns import PatternLimits
 from core.policy import SharingPolicy
 from core.ports import Bus, Store
@@ -111,12 +111,14 @@ def store_from_url(url: str, settings: Settings, stage: str = "ingest") -> Store
 
 #: Topics each stage's principal writes and reads (deploy/dev/services grants exactly these).
 STAGE_TOPICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # The API publishes pushes, and the alert events of acknowledge / resolve / comment.
-    "ingest": ((names.TOPIC_RAW, names.TOPIC_ALERTS), ()),
+    # The API publishes pushes, the alert events of acknowledge / resolve / comment, and the
+    # case events of an analyst's case actions (records/cases.py).
+    "ingest": ((names.TOPIC_RAW, names.TOPIC_ALERTS, names.TOPIC_CASES), ()),
     "correlator": ((names.TOPIC_CHANGES, names.TOPIC_DLQ), (names.TOPIC_RAW,)),
+    # The alerts process also runs the respond stage: proposals from alerts, case notices.
     "alerts": (
-        (names.TOPIC_ALERTS, names.TOPIC_DLQ),
-        (names.TOPIC_CHANGES, names.TOPIC_ALERTS),
+        (names.TOPIC_ALERTS, names.TOPIC_DLQ, names.TOPIC_CASES),
+        (names.TOPIC_CHANGES, names.TOPIC_ALERTS, names.TOPIC_CASES),
     ),
     "rescore": ((names.TOPIC_CHANGES, names.TOPIC_DLQ), ()),
 }
@@ -381,11 +383,16 @@ class Loops:
 
         def run() -> None:
             next_trim = time.monotonic() + memory.TRIM_EVERY_S
+            refused = ""
             while True:
                 try:
                     beats.beat(self.process, self.snapshot())
                 except Unavailable as exc:
                     log.debug("heartbeat not written: %s", exc)
+                except ConfigurationError as exc:  # a missing right: say so once, keep going
+                    if str(exc) != refused:
+                        log.error("heartbeat not written: %s", exc)
+                    refused = str(exc)
                 if time.monotonic() >= next_trim:
                     memory.release_free()
                     next_trim = time.monotonic() + memory.TRIM_EVERY_S

@@ -16,10 +16,13 @@ RF=${THREATBAY_REPLICATION_FACTOR:-1}
 /opt/kafka/bin/kafka-topics.sh $bs --create --if-not-exists --topic intel.dlq --partitions 6 --replication-factor $RF --config max.message.bytes=10551296
 /opt/kafka/bin/kafka-topics.sh $bs --create --if-not-exists --topic intel.records.changes --partitions 6 --replication-factor $RF --config max.message.bytes=10551296
 /opt/kafka/bin/kafka-topics.sh $bs --create --if-not-exists --topic intel.alerts --partitions 6 --replication-factor $RF --config max.message.bytes=10551296
+/opt/kafka/bin/kafka-topics.sh $bs --create --if-not-exists --topic intel.cases --partitions 6 --replication-factor $RF --config max.message.bytes=10551296
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:ingest --operation Write --topic intel.stix.raw --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:ingest --operation Describe --topic intel.stix.raw --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:ingest --operation Write --topic intel.alerts --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:ingest --operation Describe --topic intel.alerts --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:ingest --operation Write --topic intel.cases --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:ingest --operation Describe --topic intel.cases --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:correlator --operation Write --topic intel.records.changes --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:correlator --operation Describe --topic intel.records.changes --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:correlator --operation Write --topic intel.dlq --resource-pattern-type literal
@@ -31,12 +34,18 @@ RF=${THREATBAY_REPLICATION_FACTOR:-1}
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Describe --topic intel.alerts --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Write --topic intel.dlq --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Describe --topic intel.dlq --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Write --topic intel.cases --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Describe --topic intel.cases --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Read --topic intel.records.changes --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Describe --topic intel.records.changes --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Read --topic intel.alerts --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Describe --topic intel.alerts --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Read --topic intel.cases --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Describe --topic intel.cases --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Read --group threatbay-alerter --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Read --group threatbay-notifier --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Read --group threatbay-case-proposer --resource-pattern-type literal
+/opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:alerts --operation Read --group threatbay-case-notifier --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:rescore --operation Write --topic intel.records.changes --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:rescore --operation Describe --topic intel.records.changes --resource-pattern-type literal
 /opt/kafka/bin/kafka-acls.sh $bs --add --allow-principal User:rescore --operation Write --topic intel.dlq --resource-pattern-type literal

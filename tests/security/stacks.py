@@ -222,7 +222,13 @@ class Stack:
                     replication_factor=self.replication_factor,
                     topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
                 )
-                for t in (names.TOPIC_RAW, names.TOPIC_DLQ, names.TOPIC_CHANGES, names.TOPIC_ALERTS)
+                for t in (
+                    names.TOPIC_RAW,
+                    names.TOPIC_DLQ,
+                    names.TOPIC_CHANGES,
+                    names.TOPIC_ALERTS,
+                    names.TOPIC_CASES,
+                )  # fmt: skip
             ]
             try:
                 admin.create_topics(topics, timeout_ms=30_000)

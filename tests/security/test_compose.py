@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from core import names
 from core.settings import Settings
 from threatbay.bootstrap import STAGE_TOPICS
 from threatbay.security import production_problems
@@ -137,6 +138,16 @@ def test_the_stage_grants_cover_what_each_stage_uses() -> None:
     for stage, (write, read) in STAGE_TOPICS.items():
         assert set(write) == set(grants[stage]["write"]), stage
         assert set(read) == set(grants[stage]["read"]), stage
+    groups = {v for k, v in vars(names).items() if k.startswith("GROUP_")}
+    assert groups == {g for grant in grants.values() for g in grant["groups"]}
+
+
+def test_every_index_is_written_by_some_stage_role() -> None:
+    """An index no stage may write is a feature that fails only on the secured stack."""
+    writes = {i for stage in generator().SVC.ES_WRITES.values() for i in stage}
+    indices = {v.removeprefix("threatbay-") for k, v in vars(names).items()
+               if k.startswith("INDEX_")}  # fmt: skip
+    assert indices <= writes, sorted(indices - writes)
 
 
 def test_the_compose_roles_are_the_dev_stacks_on_production_names() -> None:

@@ -122,3 +122,32 @@ def test_ids_stored_before_owner_records_keep_their_first_pusher(embedded: Platf
     p.correlate()
     seen = [o for o in _taxii_objects(p, "mo", "shared-all") if o["id"] == gd["id"]]
     assert seen == [gd]
+
+
+def test_an_exact_reshare_of_another_agencys_object_is_a_success_that_changes_nothing(
+    platform: Platform,  # noqa: F811
+) -> None:
+    """Agencies re-sharing a producer's feed all carry its identity and extension definitions.
+
+    An exact copy of a stored version is answered as a success and stores nothing; a copy
+    differing in any property (the same version) and a later version stay refused.
+    """
+    p = platform
+    producer = {"type": "identity", "spec_version": "2.1",
+                "id": "identity--0b7f1c4e-8d3b-5e5a-9c61-3f0d6c2b7a10",
+                "created": "2025-06-01T00:00:00.000Z", "modified": "2025-06-01T00:00:00.000Z",
+                "name": "A public research lab", "identity_class": "organization"}  # fmt: skip
+    assert p.push("gd", [producer])["success_count"] == 1
+    p.correlate()
+    status = p.push("hk", [dict(producer)])
+    assert status["success_count"] == 1 and status["failure_count"] == 0, status
+    renamed = producer | {"name": "A public research lab (now ours)"}
+    later = producer | {"modified": "2026-06-01T00:00:00.000Z"}
+    status = p.push("mo", [renamed, later])
+    assert status["success_count"] == 0, status
+    assert all("belongs to another agency" in m for m in _failures(status).values())
+    p.correlate()
+    for reader in ("gd", "gd2"):
+        seen = [o for o in _taxii_objects(p, reader, "shared-all") if o["id"] == producer["id"]]
+        assert seen == [producer], f"{reader} sees {seen}"
+    assert producer["id"] not in {o["id"] for o in _taxii_objects(p, "hk", "inbox-hk-govcert")}

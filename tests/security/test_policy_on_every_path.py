@@ -28,6 +28,8 @@ from threatbay.bootstrap import Services, correlator_for
 #: Routes that release no intelligence to the caller, with the reason.
 NO_RELEASE = {
     "/healthz": "liveness only",
+    "/readyz": "readiness: reachability and crash-looping stage names, no intelligence",
+    "/metrics": "host operator's scrape (admin); operational counts, tests/e2e/test_status.py",
     "/api/v1/me": "the caller's own agency",
     "/api/v1/admin/agencies": "agency registry (admin)",
     "/api/v1/admin/agencies/{agency_id}": "agency registry (admin)",

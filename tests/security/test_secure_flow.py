@@ -107,6 +107,14 @@ def test_push_correlate_alert_webhook_and_taxii_read_on_the_secured_stack(
     # Nothing was dead-lettered (a write the stage's role lacks would be, silently).
     assert dead_letters(secure_stack, p.ns) == []
 
+    # No loop of any stage crashed (a topic, group or index its principal lacks a right on
+    # makes a loop crash-loop while the others work on).
+    for name, stage in p.stages.items():
+        text = stage.log_text()
+        crashed = [line for line in text.splitlines()
+                   if " crashed" in line or line.startswith("Exception in thread")]  # fmt: skip
+        assert not crashed, (name, crashed[:3])
+
     # No stage printed a secret.
     passwords = [
         secure_stack.password_file(system, stage).read_text().strip()

@@ -144,9 +144,10 @@ def test_elasticsearch_users_write_only_their_stages_indices(secure_stack: Stack
     try:
         [ok] = correlator.put_many(names.INDEX_INDICATORS, [Put("k", {"key": "k"})])
         assert ok.ok
-        # The bulk item is refused (403 security_exception), so the document is not there.
-        [refused] = correlator.put_many(names.INDEX_AGENCIES, [Put("agency:x", {"kind": "agency"})])
-        assert not refused.ok and not refused.conflict
+        # The bulk item is refused (403 security_exception): a configuration error that stops
+        # the stage and names the index, never a silent refusal or a retry for ever.
+        with pytest.raises(ConfigurationError, match=r"threatbay-agencies \(HTTP 403\)"):
+            correlator.put_many(names.INDEX_AGENCIES, [Put("agency:x", {"kind": "agency"})])
     finally:
         correlator.close()
     es = secure_stack.es_http()
