@@ -262,7 +262,10 @@ def store_objects(
     for _round in range(MAX_RESTAMPS):
         fresh: dict[str, str] = {}
         with book.hold() as hold:
-            written += _apply(store, list(groups), stamping(hold, previous, fresh), writes)
+            # Stamped in id order, not in the order the bus delivered them: which partition
+            # a consumer fetches first (other agencies' traffic decides it) must not order
+            # the versions a reader sees (DOMAIN.md "Noninterference").
+            written += _apply(store, sorted(groups), stamping(hold, previous, fresh), writes)
             if not hold.overran():
                 return written
         previous = fresh
