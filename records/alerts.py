@@ -61,7 +61,7 @@ from core.alerts import (
 from core.clock import Clock, format_timestamp
 from core.crossborder import CrossBorderWhitelist
 from core.envelope import Accepted
-from core.errors import BadCursor, BusUnavailable, StoreUnavailable
+from core.errors import BadCursor, BusUnavailable, Refused, StoreUnavailable
 from core.markings import normalise_tlp
 from core.ports import Bus, Outgoing, Put, Store, Stored
 from core.provenance import Provenance
@@ -308,7 +308,10 @@ class AlertBook:
         staged: dict[str, tuple[Staged, list[Version], int]] = {}
         notes: list[str] = []
 
+        previous: dict[str, Stored | None] = {}
+
         def put_of(dedup: str, stored: Stored | None) -> Put | None:
+            previous[dedup] = stored
             versions = _versions(stored.doc) if stored is not None else self._legacy_versions(dedup)
             outcome = change(dedup, versions)
             if not outcome:
@@ -344,12 +347,36 @@ class AlertBook:
             before_write=note,
             writes=self.writes,
         )
-        self._materialise([(staged[d][1], staged[d][2]) for d in done], audiences)
+        try:
+            self._materialise([(staged[d][1], staged[d][2]) for d in done], audiences)
+        except Refused as refused:
+            # The store will never take these versions (core/errors.py): their heads go back
+            # to what they were, so the input that made them is poison when retried alone
+            # (core/consuming.py narrows it down and dead-letters it); the others stand.
+            bad = {d for d in done if any(v.key in refused.reasons for v in staged[d][1])}
+            self._revert({d: (previous.get(d), done[d].version, staged[d][2]) for d in bad})
+            self.emit([pair for d in done if d not in bad for pair in staged[d][0]])
+            if self.outbox is not None:
+                self.outbox.done(notes)
+            raise
         pairs = [pair for d in done for pair in staged[d][0]]
         self.emit(pairs)
         if self.outbox is not None:
             self.outbox.done(notes)
         return pairs
+
+    def _revert(self, heads: Mapping[str, tuple[Stored | None, Any, int]]) -> None:
+        """Put heads back as they were before a write whose versions the store refused."""
+        puts: list[Put] = []
+        for dedup, (before, written, rev) in heads.items():
+            if before is None:
+                self.store.delete(names.INDEX_ALERT_HEADS, dedup)
+            else:
+                puts.append(Put(dedup, before.doc | {"rev": rev + 1}, expected=written))
+        for result in self.store.put_many(names.INDEX_ALERT_HEADS, puts) if puts else []:
+            if not result.ok:
+                log.warning("alert head %s not put back after a refusal: %s", result.key,
+                            result.refused or "changed since")  # fmt: skip
 
     def _legacy_versions(self, dedup: str) -> list[Version]:
         """A dedup key with no head: alerts stored before versions become reader-less versions."""
