@@ -75,12 +75,12 @@ class DecisionMemo:
         try:
             content = orjson.dumps(indicator, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # not plain JSON (never from the store): no memo
-            return policy.decide_record(sharing, reader, purpose, indicator)
+            return policy.decide_record(sharing, reader, purpose, indicator, exact=True)
         key = (id(sharing), reader, str(purpose), content)
         hit = self._entries.get(key)
         if hit is not None and hit[0] is sharing:
             return hit[1]
-        decision = policy.decide_record(sharing, reader, purpose, indicator)
+        decision = policy.decide_record(sharing, reader, purpose, indicator, exact=True)
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[key] = (sharing, decision)
@@ -227,8 +227,16 @@ def _require(principal: Principal, roles: tuple[str, ...]) -> None:
 
 LevelName = Literal["RED", "ORANGE", "YELLOW", "BLUE"]
 StatusName = Literal["open", "resolved", "expired"]
-#: Sort of the alert list, and so the shape of its cursors.
-_LIST_SORT = (Sort("level_rank", "desc"), Sort("updated", "desc"))
+#: Sort of the alert list, and so the shape of its cursors (values, then the alert id:
+#: never a document key, which depends on other readers' versions).
+_LIST_SORT = (Sort("level_rank", "desc"), Sort("updated", "desc"), Sort("id"))
+#: After the alert id in a store cursor: above every document key of that alert's versions.
+_PAST_ALERT = "#~"
+
+
+def mine(doc: Alert, tags: list[str]) -> bool:
+    """``doc`` is a version the reader reads: its own token is among the exact readers."""
+    return tags[0] in (doc.get("reader_tokens") or ())
 
 
 def _error_status(err: AlertError) -> int:
@@ -273,7 +281,12 @@ def alerts_router() -> APIRouter:
         if q:
             filters.append(Text(("title",), q))
         reader = reader_of(principal)
-        after = decode_cursor(cursor, arity=len(_LIST_SORT) + 1) if cursor else None
+        tags = policy.reader_tags(reader, policy.Purpose.READ)
+        filters.append(Term("readers", tuple(tags)))
+        after: tuple[Any, ...] | None = None
+        if cursor:
+            sort_values = decode_cursor(cursor, arity=len(_LIST_SORT))
+            after = (*sort_values, f"{sort_values[-1]}{_PAST_ALERT}")
         items: list[dict[str, Any]] = []
         more = True
         pages: AlertPages = request.app.state.alert_pages
@@ -289,6 +302,8 @@ def alerts_router() -> APIRouter:
                 ),
             )
             for hit in page.hits:
+                if not mine(hit.doc, tags):
+                    continue  # a version listed under a tag that no longer covers the reader
                 if pages.ttl_s > 0:  # the same page object comes back: reuse its views
                     view = _LIST_VIEWS.view(sharing, reader, hit.doc)
                 else:
@@ -306,7 +321,7 @@ def alerts_router() -> APIRouter:
         return FastJSON(
             {
                 "items": items,
-                "next_cursor": encode_cursor(after) if more and after is not None else None,
+                "next_cursor": encode_cursor(after[:-1]) if more and after is not None else None,
             }
         )
 
@@ -321,12 +336,9 @@ def alerts_router() -> APIRouter:
     ) -> JSONResponse:
         """One alert with its timeline (``format=stix`` gives the STIX ``report``)."""
         _require(principal, READ_ROLES)
-        stored = books.alerts.get(alert_id)
-        view = (
-            alert_view(sharing, reader_of(principal), policy.Purpose.READ, stored.doc)
-            if stored
-            else None
-        )
+        reader = reader_of(principal)
+        doc = books.alerts.version_for(alert_id, policy.reader_tags(reader, policy.Purpose.READ))
+        view = alert_view(sharing, reader, policy.Purpose.READ, doc) if doc else None
         if view is None:
             raise not_found(f"no alert {alert_id} visible to you")
         books.audit.record("alerts.read", principal, alert_id, purpose="read")
@@ -349,10 +361,11 @@ def alerts_router() -> APIRouter:
         _require(principal, ACT_ROLES)
         reader = reader_of(principal)
         book = books.alerts
-        stored = book.get(alert_id)
-        if stored is None or alert_view(sharing, reader, policy.Purpose.READ, stored.doc) is None:
+        tags = policy.reader_tags(reader, policy.Purpose.READ)
+        doc = book.version_for(alert_id, tags)
+        if doc is None or alert_view(sharing, reader, policy.Purpose.READ, doc) is None:
             raise not_found(f"no alert {alert_id} visible to you")
-        outcome = book.transact(alert_id, change)
+        outcome = book.transact(alert_id, change, tags)
         pages: AlertPages = request.app.state.alert_pages
         pages.changed()
         if outcome is None:

@@ -9,10 +9,15 @@ alerts and deliveries (issue #17, ARCHITECTURE.md "Guarantees").
   crash-looping, else 503 with the problems (stage names and crash counts
   only: error texts can quote intelligence, and this route is unauthenticated).
 - ``/metrics``: the Prometheus text format (prometheus-client), for an
-  ``admin`` credential (counts span every jurisdiction): ingest objects by
-  agency and outcome, consumer lag, batch latency, dead letters, alerts by
-  level, deliveries by state and delivery failures, store and bus errors,
-  crashes. The store is read at most once per ``SCRAPE_CACHE_S``.
+  ``admin`` credential: consumer lag, batch latency, dead letters, store and
+  bus errors, crashes (the stages, platform-wide); and, counted only from what
+  the admin's agency may see (DOMAIN.md "Noninterference"; an agency's admin is
+  a reader like any other, there is no platform operator over HTTP), records,
+  alerts by level, its agency's deliveries by state and delivery failures, and
+  its agency's ingest objects by outcome (another agency's pushes, even of the
+  same jurisdiction, may be TLP:AMBER+STRICT). The host's ``threatbay status``
+  gives the platform-wide counts. The store is read at most once per
+  ``SCRAPE_CACHE_S`` per admin.
 """
 
 from __future__ import annotations
@@ -37,21 +42,28 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import Admin
+from core import policy
 from core.consuming import BATCH_BUCKETS
 from core.services import Services
-from records.health import Status, status
+from records.health import CountScope, Status, status
 
 SCRAPE_CACHE_S = 2.0
 INBOX_PREFIX = "/taxii2/api/collections/inbox-"
 
 
-def current_status(app: Any, *, counts: bool = True) -> Status:
+def current_status(app: Any, *, counts: bool = True, scope: CountScope | None = None) -> Status:
     """The status as this process sees it (its own loops, ``create_app(loops=)``, first-hand)."""
     services: Services = app.state.services
     loops = app.state.loops
     process, local = (None, None) if loops is None else (loops.process, loops.snapshot())
     return status(
-        services.bus, services.store, services.clock, local, process=process, counts=counts
+        services.bus,
+        services.store,
+        services.clock,
+        local,
+        process=process,
+        counts=counts,
+        scope=scope,
     )
 
 
@@ -188,8 +200,28 @@ class IngestCounter:
                 self.counter.labels(agency=agency, outcome=outcome).inc(n)
 
 
+class IngestOf(Collector):
+    """The ingest counter's samples of some agencies only (an admin's own)."""
+
+    def __init__(self, counter: Counter, agencies: frozenset[str]) -> None:
+        self.counter = counter
+        self.agencies = agencies
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.counter.collect():
+            kept = CounterMetricFamily(
+                family.name, family.documentation, labels=["agency", "outcome"]
+            )
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("agency") in self.agencies:
+                    kept.add_metric(
+                        [sample.labels["agency"], sample.labels["outcome"]], sample.value
+                    )
+            yield kept
+
+
 def install(app: Any) -> None:
-    """Add the health routes, the metrics registry and the ingest counter to ``app``."""
+    """Add the health routes, the ingest counter and its middleware to ``app``."""
     registry = CollectorRegistry()
     counter = Counter(
         "threatbay_ingest_objects",
@@ -197,14 +229,15 @@ def install(app: Any) -> None:
         ["agency", "outcome"],
         registry=registry,
     )
-    registry.register(StatusCollector(lambda: current_status(app)))
     app.state.metrics_registry = registry
     app.add_middleware(IngestCounter, counter=counter)
-    app.include_router(_router(registry))
+    app.include_router(_router(counter))
 
 
-def _router(registry: CollectorRegistry) -> APIRouter:
+def _router(counter: Counter) -> APIRouter:
     router = APIRouter(tags=["health"])
+    collectors: dict[tuple[str, ...], StatusCollector] = {}
+    lock = threading.Lock()
 
     @router.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -222,8 +255,21 @@ def _router(registry: CollectorRegistry) -> APIRouter:
                         media_type="application/json")  # fmt: skip
 
     @router.get("/metrics")
-    async def metrics(_: Admin) -> Response:
-        """Prometheus metrics (text exposition format), for an admin credential."""
+    async def metrics(request: Request, principal: Admin) -> Response:
+        """Prometheus metrics (text exposition format), for an admin credential; counts of
+        content are the admin agency's (module docstring)."""
+        reader = policy.reader_of(principal)
+        scope = CountScope(tuple(policy.reader_tags(reader, policy.Purpose.READ)), reader.agency_id)
+        with lock:
+            collector = collectors.get(scope.tags)
+            if collector is None:
+                app = request.app
+                collector = collectors[scope.tags] = StatusCollector(
+                    lambda: current_status(app, scope=scope)
+                )
+        registry = CollectorRegistry()
+        registry.register(IngestOf(counter, frozenset({reader.agency_id})))
+        registry.register(collector)
         text = await run_in_threadpool(generate_latest, registry)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 

@@ -628,16 +628,11 @@ def incidents_router() -> APIRouter:
         req = next((r for r in view["requests"] if r["id"] == item_id), None)
         if req is None:
             raise not_found(f"no request {item_id} visible to you")
-        from core.policy import decide_record
-
         reader = reader_of(principal)
         values: dict[str, list[str]] = {}
         for key in req["record_keys"]:
-            record = lookups.records.get(key)
-            if record is None:
-                continue
-            decision = decide_record(lookups.sharing, reader, Purpose.READ, record)
-            if decision.shown and decision.view is not None:
+            decision = lookups.decide_record(key, reader, Purpose.READ)
+            if decision is not None and decision.shown and decision.view is not None:
                 kind = str(decision.view.get("observable_type"))
                 values.setdefault(kind, []).append(str(decision.view.get("value")))
         return FastJSON({"request": item_id, "values": {k: sorted(v) for k, v in values.items()}})

@@ -1,8 +1,16 @@
 """What the analyst API asks of indicator records: plain functions over the Store port.
 
-Every record leaves through ``core.policy.decide_record`` (one policy module,
-applied the same way everywhere); list queries first narrow by the audience
-tags the correlator stored, so pages are full and never exceed ``limit``.
+A reader reads *its view* of each record (core/views.py): the one document per
+record whose ``readers`` name it, computed only from the reports it may see.
+Every search, sort, filter, count and lookup runs on those documents
+(``visible_to``), so nothing a reader gets — a field, a filter result, a
+count, a cursor — depends on a report hidden from it. Each document still
+leaves through ``core.policy.decide_record`` (``exact``: the view must be
+wholly visible under the policy as it is now; cross-border redaction).
+
+Cursors carry the sort values and the record key, never a document key (a
+reader's document for a record is ``<key>`` or ``<key>#<hash>`` depending on
+what *other* readers see).
 """
 
 from __future__ import annotations
@@ -17,13 +25,17 @@ from core.lookup import candidate_keys
 from core.policy import Decision, Purpose, Reader, SharingPolicy, decide_record, reader_tags
 from core.ports import Filter, Query, Range, Sort, Store, Term
 from core.scoring import current_score
+from core.views import view_for
 
 SORTS = {
-    "score": (Sort("score", "desc"),),
-    "last_seen": (Sort("last_seen", "desc"),),
-    "first_seen": (Sort("first_seen", "desc"),),
-    "corroboration": (Sort("agency_count", "desc"), Sort("score", "desc")),
+    "score": (Sort("score", "desc"), Sort("key")),
+    "last_seen": (Sort("last_seen", "desc"), Sort("key")),
+    "first_seen": (Sort("first_seen", "desc"), Sort("key")),
+    "corroboration": (Sort("agency_count", "desc"), Sort("score", "desc"), Sort("key")),
 }
+#: After the record key in a store cursor: above every document key of that record
+#: (``<key>`` and ``<key>#<hex>``), so "after" means after the record, whichever its document.
+_PAST_RECORD = "#~"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +52,8 @@ class IndicatorFilters:
 
 
 def visible_to(reader: Reader) -> Term:
-    """The native filter matching the audience tags ``core.policy`` stored for records."""
-    return Term("audience", tuple(reader_tags(reader)))
+    """The native filter matching exactly the reader's view of each record (core/views.py)."""
+    return Term("readers", tuple(reader_tags(reader, Purpose.READ)))
 
 
 def _filters(f: IndicatorFilters) -> list[Filter]:
@@ -70,8 +82,11 @@ def shown(decision: Decision, now: datetime) -> dict[str, Any] | None:
     view["score_now"] = current_score(view, now)
     view["sharing"] = {"outcome": decision.outcome, "rule": decision.rule,
                        "redactions": list(decision.redactions)}  # fmt: skip
-    view.pop("audience", None)
     return view
+
+
+def _decide(policy: SharingPolicy, reader: Reader, doc: dict[str, Any]) -> Decision:
+    return decide_record(policy, reader, Purpose.READ, doc, exact=True)
 
 
 def search_indicators(
@@ -86,7 +101,10 @@ def search_indicators(
     now: datetime,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of records the reader may see, and the cursor of the next page."""
-    after = decode_cursor(cursor, arity=len(SORTS[sort]) + 1) if cursor else None
+    after = None
+    if cursor:
+        values = decode_cursor(cursor, arity=len(SORTS[sort]))
+        after = (*values, f"{values[-1]}{_PAST_RECORD}")
     page = store.search(
         names.INDEX_INDICATORS,
         Query(
@@ -98,21 +116,32 @@ def search_indicators(
     )
     items = []
     for hit in page.hits:
-        view = shown(decide_record(policy, reader, Purpose.READ, hit.doc), now)
+        view = shown(_decide(policy, reader, hit.doc), now)
         if view is not None:
             items.append(view)
-    next_cursor = encode_cursor(page.hits[-1].cursor) if page.more and page.hits else None
+    next_cursor = encode_cursor(page.hits[-1].cursor[:-1]) if page.more and page.hits else None
     return items, next_cursor
+
+
+def _views_of(store: Store, reader: Reader, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The reader's view of each record key, from the record document (read by key: real time).
+
+    The record document holds every view's content (core/views.py), so this is
+    one read whichever view the reader has.
+    """
+    tags = reader_tags(reader, Purpose.READ)
+    found = store.get_many(names.INDEX_INDICATORS, keys) if keys else {}
+    return {k: view for k, stored in found.items() if (view := view_for(stored.doc, tags))}
 
 
 def indicator_detail(
     store: Store, policy: SharingPolicy, reader: Reader, key: str, now: datetime
 ) -> dict[str, Any] | None:
     """The record under ``key`` as the reader may see it, or None."""
-    stored = store.get(names.INDEX_INDICATORS, key)
-    if stored is None:
+    doc = _views_of(store, reader, [key]).get(key)
+    if doc is None:
         return None
-    return shown(decide_record(policy, reader, Purpose.READ, stored.doc), now)
+    return shown(_decide(policy, reader, doc), now)
 
 
 def lookup(
@@ -120,11 +149,11 @@ def lookup(
 ) -> dict[str, Any]:
     """Canonicalise a pasted value and answer with every visible record it names."""
     keys = candidate_keys(raw)
-    found = store.get_many(names.INDEX_INDICATORS, keys) if keys else {}
+    found = _views_of(store, reader, keys)
     records = []
     for key in keys:
         if key in found:
-            view = shown(decide_record(policy, reader, Purpose.READ, found[key].doc), now)
+            view = shown(_decide(policy, reader, found[key]), now)
             if view is not None:
                 records.append(view)
     return {"query": raw, "keys": keys, "found": bool(records), "records": records}

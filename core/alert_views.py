@@ -1,6 +1,10 @@
 """What one reader may see of an alert, for one purpose (DOMAIN.md "Sharing", "Noninterference").
 
-Pure: the API, the stream and the notifier all call ``alert_view``.
+Pure: the API, the stream and the notifier all call ``alert_view``. The alert
+given is the reader's own version (records/alerts.py): built only from the
+reader's views of the records, so each indicator summary in it must be wholly
+visible to the reader (``decide_record`` with ``exact``); this only redacts
+what crosses a border and hides an indicator whose sharing changed since.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ def alert_view(
     the alert and its timeline.
     """
 
-    decider = decide or policy.decide_record
-
     def allow(indicator: dict[str, Any]) -> dict[str, Any] | None:
-        decision = decider(sharing, reader, purpose, indicator)
+        if decide is not None:
+            decision = decide(sharing, reader, purpose, indicator)
+        else:
+            decision = policy.decide_record(sharing, reader, purpose, indicator, exact=True)
         return decision.view if decision.shown else None
 
     view = reader_view(alert, allow)

@@ -685,6 +685,98 @@ def reporting_clocks(jurisdictions: Iterable[str], start: datetime) -> list[dict
     return clocks
 
 
+# ---------------------------------------------------------------- versions
+#
+# DOMAIN.md "Noninterference": an alert is seen by each reader as the rules
+# evaluated on *its* view of the records (core/views.py). Readers whose
+# triggers have always been the same share one version of the alert (one
+# document listing them); a trigger that reaches only some readers of a
+# version forks it: they go on in a copy, the others keep the version as it
+# was. A reader's alert is thus exactly the fold of its own triggers and of
+# the actions taken on the alert (acknowledgements, comments, resolution,
+# which apply to every version of the alert id), never of a trigger computed
+# from a report it may not see.
+
+
+@dataclass
+class Version:
+    """One version of an alert: its document key, its exact readers, the alert."""
+
+    key: str
+    readers: frozenset[str]
+    alert: Alert
+
+
+#: ``step(alert or None, tokens)``: the transition for those readers, or None to skip.
+Step = Callable[[Alert | None, frozenset[str]], Transition | None]
+
+
+def version_key(versions: Sequence[Version], alert_id: str, tokens: Iterable[str]) -> str:
+    """Document key of a new version: the alert id if free, else ``<id>#<hash of readers>``."""
+    taken = {v.key for v in versions}
+    if alert_id not in taken:
+        return alert_id
+    digest = hashlib.sha256(",".join(sorted(tokens)).encode()).hexdigest()
+    n = 12
+    while f"{alert_id}#{digest[:n]}" in taken and n < len(digest):
+        n += 4
+    return f"{alert_id}#{digest[:n]}"
+
+
+def current_versions(versions: Sequence[Version], tokens: Iterable[str]) -> dict[str, Version]:
+    """Each token's current version: the latest generation it reads (absent: none yet)."""
+    out: dict[str, Version] = {}
+    wanted = set(tokens)
+    for version in versions:
+        for token in version.readers & wanted:
+            held = out.get(token)
+            if held is None or int(version.alert.get("generation", 0)) > int(
+                held.alert.get("generation", 0)
+            ):
+                out[token] = version
+    return out
+
+
+#: A version written, the readers it had when its events were made, and those events.
+Emission = tuple[Version, frozenset[str], list[Event]]
+
+
+def route(versions: list[Version], tokens: frozenset[str], step: Step) -> list[Emission]:
+    """Apply ``step`` for ``tokens`` to their versions, forking where needed (in place).
+
+    Returns every version written, with its readers then and the events it gained
+    (``step`` must stamp them: a later fork copies them with their ids).
+    """
+    current = current_versions(versions, tokens)
+    groups: dict[str, tuple[Version | None, set[str]]] = {}
+    for token in sorted(tokens):
+        version = current.get(token)
+        slot = version.key if version is not None else ""
+        groups.setdefault(slot, (version, set()))[1].add(token)
+    touched: list[Emission] = []
+    for version, group in groups.values():
+        readers = frozenset(group)
+        outcome = step(version.alert if version is not None else None, readers)
+        if outcome is None:
+            continue
+        alert, events = outcome
+        if version is not None and alert is version.alert:
+            continue
+        if version is None or alert["id"] != version.alert["id"]:
+            fresh = Version(version_key(versions, alert["id"], readers), readers, alert)
+            versions.append(fresh)
+            touched.append((fresh, readers, events))
+        elif readers == version.readers:
+            version.alert = alert
+            touched.append((version, readers, events))
+        else:
+            version.readers = version.readers - readers
+            fork = Version(version_key(versions, alert["id"], readers), readers, alert)
+            versions.append(fork)
+            touched.append((fork, readers, events))
+    return touched
+
+
 # ---------------------------------------------------------------- views
 
 
@@ -726,7 +818,9 @@ def reader_view(
     return out
 
 
-_INTERNAL = frozenset({"seen_triggers", "last_fingerprint", "audience"})
+_INTERNAL = frozenset(
+    {"seen_triggers", "last_fingerprint", "audience", "readers", "reader_tokens", "rev"}
+)
 
 
 def indicator_summary(record: Mapping[str, Any]) -> dict[str, Any]:

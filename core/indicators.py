@@ -36,6 +36,9 @@ class SourceEntry(TypedDict, total=False):
     pattern: str | None
     description: str | None
     name: str | None
+    granular: dict[str, str]
+    #: every observable type of the report's pattern (what may cross is decided on all)
+    observable_types: list[str]
 
 
 class SightingEntry(TypedDict, total=False):
@@ -51,6 +54,23 @@ class SightingEntry(TypedDict, total=False):
     tlp: str
     recipients: list[str]
     revoked: bool
+    of: str | None
+
+
+class LinkEntry(TypedDict, total=False):
+    """One ``indicates`` relationship from an indicator of the record to a malware,
+    campaign or intrusion set, with its source and marking (``of``: the indicator)."""
+
+    field: str
+    ref: str
+    agency: str
+    jurisdiction: str
+    stix_id: str
+    modified: str | None
+    tlp: str
+    recipients: list[str]
+    revoked: bool
+    of: str
 
 
 class IndicatorRecord(TypedDict, total=False):
@@ -84,6 +104,14 @@ class IndicatorRecord(TypedDict, total=False):
     explanation: str
     next_rescore_at: str | None
     warninglist_hits: list[str]
+    links: list[LinkEntry]
+    #: core/views.py: who reads this document, the other views, their bookkeeping
+    readers: list[str]
+    views: list[dict[str, Any]]
+    basis: str
+    rev: int
+    rescore_due: str | None
+    view_of: str
     audience: list[str]
 
 
@@ -95,12 +123,24 @@ class RecordChange(TypedDict, total=False):
     at: str
     cause: str
     record: IndicatorRecord
+    #: the exact view tokens (core/views.py) whose view of the record this is; absent
+    #: on changes made before views existed (the alert engine then decides itself)
+    readers: list[str]
+    #: the document holding that view (the record key, or ``<key>#<hash>``)
+    view: str
 
 
 def record_change(
-    key: str, kinds: list[str], at: str, record: Mapping[str, Any], cause: str | None = None
+    key: str,
+    kinds: list[str],
+    at: str,
+    record: Mapping[str, Any],
+    cause: str | None = None,
+    *,
+    readers: list[str] | None = None,
+    view: str | None = None,
 ) -> RecordChange:
-    """One change of a record as announced (the record as just written)."""
+    """One change of a record as announced: the view as just written, and who has it."""
     change: RecordChange = {
         "key": key,
         "kinds": kinds,
@@ -109,4 +149,8 @@ def record_change(
     }
     if cause is not None:
         change["cause"] = cause
+    if readers is not None:
+        change["readers"] = readers
+    if view is not None:
+        change["view"] = view
     return change

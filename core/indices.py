@@ -41,6 +41,11 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "labels": "keyword",
         "audience": "keyword",
         "next_rescore_at": "keyword",
+        # core/views.py: who reads this document; the record a partial view belongs to;
+        # the earliest re-score of any view of a record (record documents only).
+        "readers": "keyword",
+        "view_of": "keyword",
+        "rescore_due": "keyword",
     },
     names.INDEX_OBJECTS: {
         "id": "keyword",
@@ -86,6 +91,10 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "incident": "boolean",
         "next_deadline": "keyword",
         "next_update_due": "keyword",
+        "readers": "keyword",
+    },
+    names.INDEX_ALERT_HEADS: {
+        "dedup_key": "keyword",
     },
     names.INDEX_ALERT_EVENTS: {
         "id": "keyword",
@@ -96,6 +105,7 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "level": "keyword",
         "jurisdictions": "keyword",
         "audience": "keyword",
+        "readers": "keyword",
     },
     names.INDEX_DELIVERIES: {
         "id": "keyword",

@@ -231,6 +231,11 @@ def _type_of_id(ref: Any) -> str | None:
     return ref.split("--", 1)[0] if isinstance(ref, str) and "--" in ref else None
 
 
+def crossing_observable_types(obj: Mapping[str, Any]) -> frozenset[str]:
+    """The observable types a crossing of ``obj`` is decided on (all of its pattern's)."""
+    return _crossing_types(obj)[1]
+
+
 def _crossing_types(obj: Mapping[str, Any]) -> tuple[str, frozenset[str], tuple[Any, ...]]:
     obj_type = str(obj.get("type", ""))
     also: list[tuple[str, frozenset[str]]] = []
@@ -404,26 +409,33 @@ def _record_tlp(value: Any) -> Tlp:
         return "red"  # an unreadable marking is treated as the strictest
 
 
-def _source_report(record: Mapping[str, Any], source: Mapping[str, Any]) -> SourceReport:
+def record_source_report(record: Mapping[str, Any], source: Mapping[str, Any]) -> SourceReport:
+    """Sharing facts of one source entry of a merged record."""
     obs = record.get("observable_type")
+    crossing = source.get("observable_types")
+    if isinstance(crossing, list):  # every observable type of the report's pattern
+        types = frozenset(str(t) for t in crossing)
+    else:  # stored before sources carried them: the record's own type
+        types = frozenset({obs}) if isinstance(obs, str) else frozenset()
     return SourceReport(
         agency=str(source.get("agency", "")),
         jurisdiction=str(source.get("jurisdiction", "")),
         tlp=_record_tlp(source.get("tlp")),
         recipients=frozenset(source.get("recipients") or ()),
         object_type="indicator",
-        observable_types=frozenset({obs}) if isinstance(obs, str) else frozenset(),
+        observable_types=types,
     )
 
 
-def _sighting_report(record: Mapping[str, Any], sighting: Mapping[str, Any]) -> SourceReport:
+def record_sighting_report(record: Mapping[str, Any], sighting: Mapping[str, Any]) -> SourceReport:
+    """Sharing facts of one sighting attached to a merged record."""
     return SourceReport(
         agency=str(sighting.get("agency", "")),
         jurisdiction=str(sighting.get("jurisdiction", "")),
         tlp=_record_tlp(sighting.get("tlp")),
         recipients=frozenset(sighting.get("recipients") or ()),
         object_type="sighting",
-        also_crossing=(("indicator", _source_report(record, {}).observable_types),),
+        also_crossing=(("indicator", record_source_report(record, {}).observable_types),),
     )
 
 
@@ -437,46 +449,111 @@ def _strip_agencies(value: Any, hidden: frozenset[str]) -> Any:
     return value
 
 
+#: Fields of a stored record that are bookkeeping, never shown to a reader (core/views.py).
+INTERNAL_FIELDS = ("readers", "views", "basis", "rev", "rescore_due", "view_of", "audience")
+#: Fields of a source entry that are bookkeeping (the granular markings it was cut by).
+_INTERNAL_SOURCE_FIELDS = ("granular",)
+
+
+def record_link_report(record: Mapping[str, Any], link: Mapping[str, Any]) -> SourceReport:
+    """Sharing facts of an ``indicates`` relationship attached to a merged record."""
+    target = str(link.get("ref", "")).split("--", 1)[0] or "unknown"
+    return SourceReport(
+        agency=str(link.get("agency", "")),
+        jurisdiction=str(link.get("jurisdiction", "")),
+        tlp=_record_tlp(link.get("tlp")),
+        recipients=frozenset(link.get("recipients") or ()),
+        object_type="relationship",
+        observable_types=frozenset(),
+        also_crossing=(("indicator", frozenset()), (target, frozenset())),
+    )
+
+
+def _granular_ok(
+    policy: SharingPolicy, reader: Reader, purpose: Purpose, report: SourceReport,
+    source: Mapping[str, Any],
+) -> bool:  # fmt: skip
+    """Every field of ``source`` still present is one its granular markings let ``reader`` see."""
+    for selector, level in (source.get("granular") or {}).items():
+        root = str(selector).split(".", 1)[0]
+        field_name = "labels" if root == "indicator_types" else root
+        if field_name != "pattern" and field_name not in source:
+            continue  # cut from this view already
+        if not report_access(policy, reader, purpose, replace(report, tlp=_record_tlp(level)))[0]:
+            return False
+    return True
+
+
+def _shown_source(source: dict[str, Any]) -> dict[str, Any]:
+    if any(k in source for k in _INTERNAL_SOURCE_FIELDS):
+        return {k: v for k, v in source.items() if k not in _INTERNAL_SOURCE_FIELDS}
+    return source
+
+
 def decide_record(
-    policy: SharingPolicy, reader: Reader, purpose: Purpose, record: dict[str, Any]
+    policy: SharingPolicy,
+    reader: Reader,
+    purpose: Purpose,
+    record: dict[str, Any],
+    *,
+    exact: bool = False,
 ) -> Decision:
-    """The part of a merged record ``reader`` may see; deny when no source is visible."""
+    """The part of a merged record ``reader`` may see; deny when no source is visible.
+
+    ``exact``: ``record`` is a view built for this reader (core/views.py), whose
+    derived values were computed from exactly its parts; if the policy now hides
+    any part of it from ``reader`` (a consent withdrawn since), it is denied as
+    a whole rather than filtered, because its score, counts and labels would
+    still reflect the hidden part. Cross-border redaction applies either way.
+    """
     keep = [record["value"]] if isinstance(record.get("value"), str) else []
     rules: set[str] = set()
     removed: list[str] = []
     held: list[str] = []
     sources: list[dict[str, Any]] = []
     for source in record.get("sources") or []:
-        report = _source_report(record, source)
+        report = record_source_report(record, source)
         ok, rule = report_access(policy, reader, purpose, report)
+        if ok and exact and not _granular_ok(policy, reader, purpose, report, source):
+            ok = False
         if not ok:
+            if exact:
+                return Decision("deny", "deny:view-not-exact", None)
             continue
         rules.add(rule)
         if reader.agency_id != report.agency and reader.jurisdiction != report.jurisdiction:
-            red = redact_source(source, keep)
+            red = redact_source(_shown_source(source), keep)
             tag = f"sources[{source.get('stix_id', '?')}]"
             removed.extend(f"{tag}.{r}" for r in red.removed)
             held.extend(f"{tag}.{h}" for h in red.held)
             sources.append(red.value)
         else:
-            sources.append(source)
+            sources.append(_shown_source(source))
     if not sources:
         return Decision("deny", "deny:no-visible-source", None)
     rule = ";".join(sorted(rules))
     if held:
         return Decision("hold", f"hold:{rule}", None, tuple(removed), tuple(held))
-    sightings = [
-        s
-        for s in record.get("sightings") or []
-        if report_access(policy, reader, purpose, _sighting_report(record, s))[0]
-    ]
+    sightings = []
+    for s in record.get("sightings") or []:
+        if report_access(policy, reader, purpose, record_sighting_report(record, s))[0]:
+            sightings.append(s)
+        elif exact:
+            return Decision("deny", "deny:view-not-exact", None)
+    if exact:
+        for link in record.get("links") or []:
+            if (
+                link.get("agency")
+                and not report_access(policy, reader, purpose, record_link_report(record, link))[0]
+            ):
+                return Decision("deny", "deny:view-not-exact", None)
     visible_agencies = {str(s.get("agency")) for s in [*sources, *sightings]}
     all_agencies = {
         str(s.get("agency"))
         for s in [*(record.get("sources") or []), *(record.get("sightings") or [])]
     } | set(record.get("agencies") or [])
     hidden = frozenset(all_agencies - visible_agencies)
-    view = {k: v for k, v in record.items() if k not in ("sources", "sightings")}
+    view = {k: v for k, v in record.items() if k not in ("sources", "sightings", *INTERNAL_FIELDS)}
     if hidden and "components" in view:
         view["components"] = _strip_agencies(view["components"], hidden)
     view["sources"] = sources
@@ -485,6 +562,10 @@ def decide_record(
     view["jurisdictions"] = sorted({str(s.get("jurisdiction")) for s in [*sources, *sightings]})
     view["tlp"] = most_restrictive(_record_tlp(s.get("tlp")) for s in [*sources, *sightings])
     if removed:
+        # Record-level labels are the union of the live sources' labels, now redacted.
+        view["labels"] = sorted(
+            {lb for s in sources if not s.get("revoked") for lb in s.get("labels") or ()}
+        )
         return Decision("allow_redacted", rule, view, tuple(removed))
     return Decision("allow", rule, view)
 
@@ -492,8 +573,23 @@ def decide_record(
 # --- index tags ------------------------------------------------------------------------
 
 
-def reader_tags(reader: Reader) -> list[str]:
-    """Tags a reader matches in an index filter (see ``audience``)."""
+def reader_tags(reader: Reader, purpose: Purpose | None = None) -> list[str]:
+    """Tags a reader matches in an index filter.
+
+    Without ``purpose``: the object index's audience tags (see ``audience``).
+    With one: the view tokens of records and alerts (core/views.py) — the
+    reader's own token for that channel (``r:`` read/notify, ``m:`` stream,
+    ``j:`` the jurisdiction reader of TAXII reports) and ``jur:<J>``, the
+    compressed tag of "every reader of J".
+    """
+    if purpose is not None:
+        if not reader.agency_id:
+            own = f"j:{reader.jurisdiction}"
+        elif purpose in _RED_PURPOSES:
+            own = f"r:{reader.agency_id}"
+        else:
+            own = f"m:{reader.agency_id}"
+        return [own, f"jur:{reader.jurisdiction}"]
     tags = [
         f"agency:{reader.agency_id}",
         f"jurisdiction:{reader.jurisdiction}",
@@ -602,14 +698,20 @@ def audience(
 def record_audience(policy: SharingPolicy, record: Mapping[str, Any]) -> list[str]:
     """Union over the record's sources (sightings alone never make a record visible).
 
-    Memoised per policy on exactly what ``_source_report`` reads of the record and
+    Memoised per policy on exactly what ``record_source_report`` reads of the record and
     its sources (a correlator asks this for every record it writes).
     """
     sources = record.get("sources") or []
     key = (
         record.get("observable_type"),
         tuple(
-            (s.get("agency"), s.get("jurisdiction"), s.get("tlp"), tuple(s.get("recipients") or ()))
+            (
+                s.get("agency"),
+                s.get("jurisdiction"),
+                s.get("tlp"),
+                tuple(s.get("recipients") or ()),
+                tuple(s.get("observable_types") or ()),
+            )
             for s in sources
         ),
     )
@@ -618,7 +720,7 @@ def record_audience(policy: SharingPolicy, record: Mapping[str, Any]) -> list[st
     if found is None:
         tags: set[str] = set()
         for source in sources:
-            tags |= report_audience(policy, _source_report(record, source))
+            tags |= report_audience(policy, record_source_report(record, source))
         if len(cache) >= _AUDIENCE_CACHE_SIZE:
             cache.clear()
         found = cache[key] = sorted(tags)

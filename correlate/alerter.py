@@ -8,9 +8,17 @@ applies every trigger to the open alert of its dedup key through
 events on ``intel.alerts``). A change event that is not one (undecodable, no
 record) goes to ``intel.dlq`` with its reason.
 
-Idempotent under replay: a trigger's id is a hash of the change event, the
-alert remembers the triggers it has applied, and re-applying one only
-re-announces (same ids, same content) the events it produced the first time.
+Per reader (DOMAIN.md "Noninterference"): a change is one *view* of a record
+changing for a group of readers (core/views.py); the rules are evaluated on
+that view, surge counts are the records those readers see, and the trigger is
+routed to those readers' versions of the alert (core/alerts.py ``route``), so
+no reader's alert moves because of a report it may not see. A change announced
+before views existed reaches the readers who see all of its record.
+
+Idempotent under replay: a trigger's id is a hash of the change event (without
+whose view it is), the alert remembers the triggers it has applied, and
+re-applying one only re-announces (same ids, same content) the events it
+produced the first time.
 """
 
 from __future__ import annotations
@@ -30,20 +38,25 @@ from core import names
 from core.alerts import (
     Alert,
     AlertError,
-    Event,
+    Emission,
+    Transition,
     Trigger,
+    Version,
+    current_versions,
     escalate_overdue,
     expire_if_idle,
     indicator_summary,
     open_or_update,
     remind_update_due,
+    route,
 )
 from core.clock import format_timestamp, parse_timestamp
 from core.consuming import ConsumerStage, DeadLetter, Handled
 from core.errors import Unavailable
-from core.ports import Incoming, Query, Range, Sort, Stored, Term
+from core.ports import Incoming, Missing, Query, Range, Sort, Term
+from core.views import all_of, content_of, parts_of
 from correlate.rules import RuleSet, SurgeQuery, evaluate
-from records.alerts import AlertBook, Staged
+from records.alerts import AlertBook
 
 log = logging.getLogger("threatbay.alerter")
 
@@ -77,6 +90,25 @@ class EngineResult:
     events: int = 0
     replayed: int = 0
     poison: int = 0
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A trigger, the exact view tokens it is for, and its form when it opens a surge alert."""
+
+    trigger: Trigger
+    tokens: frozenset[str]
+    opening: Trigger | None = None
+
+
+def _trigger_key(routed: Routed) -> bytes:
+    """What makes two routed triggers the same apart from their tokens."""
+    return orjson.dumps(
+        [dataclasses.asdict(routed.trigger),
+         dataclasses.asdict(routed.opening) if routed.opening else None],
+        default=str,
+        option=orjson.OPT_SORT_KEYS,
+    )  # fmt: skip
 
 
 class AlertEngine(ConsumerStage):
@@ -114,7 +146,7 @@ class AlertEngine(ConsumerStage):
             for c in decoded["changes"]
         ]
 
-    def triggers_for(self, message: Incoming, dead: list[DeadLetter]) -> list[Trigger]:
+    def triggers_for(self, message: Incoming, dead: list[DeadLetter]) -> list[Routed]:
         """Decode one message of change events and evaluate the rules on each.
 
         A message carries ``{"changes": [...]}`` (the correlator batches them,
@@ -130,131 +162,225 @@ class AlertEngine(ConsumerStage):
             changes: list[Any] = decoded["changes"]
         else:
             changes = [decoded]
-        triggers: list[Trigger] = []
+        routed: list[Routed] = []
         for change in changes:
             problem = change_problem(change)
             if problem is not None:
                 dead.append(DeadLetter(message.key, orjson.dumps(change), problem, message))
                 continue
-            triggers.extend(self._triggers_for_change(change))
-        return triggers
+            routed.extend(self._triggers_for_change(change))
+        return routed
 
-    def _triggers_for_change(self, change: dict[str, Any]) -> list[Trigger]:
+    def _tokens(self, change: dict[str, Any]) -> frozenset[str]:
+        """Whose view of the record the change is (core/views.py).
+
+        A change announced before views existed names nobody: it reaches only the
+        readers who see every part of the record (their view is the record).
+        """
+        readers = change.get("readers")
+        if isinstance(readers, list):
+            return frozenset(str(r) for r in readers)
+        audiences = self.book.audience_set()
+        parts = parts_of(change["record"], audiences)
+        whole = audiences.tokens
+        for who in (*parts.sources, *parts.sightings, *parts.links):
+            whole = whole & who
+        for cuts in parts.cuts:
+            for _, hidden in cuts:
+                whole = whole - hidden
+        return whole if parts.sources else frozenset()
+
+    def _triggers_for_change(self, change: dict[str, Any]) -> list[Routed]:
         record = change["record"]
         kinds = list(change.get("kinds") or [])
         at = str(change.get("at") or format_timestamp(self.clock.now()))
-        neighbourhood = self.neighbourhood(self.ruleset.surge_queries(record, kinds), at)
-        triggers = evaluate(
-            self.ruleset,
-            record,
-            kinds,
-            neighbourhood,
-            trigger_id=trigger_id_of(orjson.dumps(change)),
-            at=at,
+        tokens = self._tokens(change)
+        if not tokens:
+            return []
+        # The change's identity leaves out who it is for: a reader's triggers (and their
+        # ids, which its alert's timeline shows) depend only on its own view.
+        identity = {k: v for k, v in change.items() if k not in ("readers", "view")}
+        trigger_id = trigger_id_of(orjson.dumps(identity))
+        out: list[Routed] = []
+        queries = self.ruleset.surge_queries(record, kinds)
+        legacy = not isinstance(change.get("readers"), list)
+        groups = (
+            [(tokens, self.neighbourhood(queries, at))]
+            if legacy  # a change from before views: counted as it was then, over records
+            else self.neighbourhoods(queries, at, tokens)
         )
-        if change.get("cause") == "decay":  # correlate/rescore.py: no new intelligence
-            triggers = [dataclasses.replace(t, decay_only=True) for t in triggers]
-        return triggers
+        for group, neighbourhood in groups:
+            triggers = evaluate(
+                self.ruleset, record, kinds, neighbourhood, trigger_id=trigger_id, at=at
+            )
+            if change.get("cause") == "decay":  # correlate/rescore.py: no new intelligence
+                triggers = [dataclasses.replace(t, decay_only=True) for t in triggers]
+            for trigger in triggers:
+                if trigger.cluster is None:
+                    out.append(Routed(trigger, group))
+                else:
+                    out.extend(
+                        Routed(trigger, members_of, opening)
+                        for members_of, opening in self._cluster_members(trigger, group, legacy)
+                    )
+        return out
 
     def neighbourhood(self, queries: Sequence[SurgeQuery], at: str) -> dict[tuple[str, str], int]:
-        """New records sharing a malware / campaign / intrusion set within each window."""
+        """New records sharing a malware / campaign / intrusion set within each window
+        (every record, whoever may see it: tools and benches; readers get ``neighbourhoods``)."""
         out: dict[tuple[str, str], int] = {}
         when = parse_timestamp(at)
         for q in queries:
             since = format_timestamp(when - q.window)
             out[(q.field, q.value)] = self.store.count(
                 names.INDEX_INDICATORS,
-                [Term(q.field, (q.value,)), Range(q.since_field, gte=since)],
+                [Term(q.field, (q.value,)), Range(q.since_field, gte=since), Missing("view_of")],
             )
         return out
+
+    def neighbourhoods(
+        self, queries: Sequence[SurgeQuery], at: str, tokens: frozenset[str]
+    ) -> list[tuple[frozenset[str], dict[tuple[str, str], int]]]:
+        """Per group of tokens: the new records *they* see sharing each surge value.
+
+        One count per query, by reader (each reader has exactly one view
+        document per record, core/views.py); tokens with equal counts form a group.
+        """
+        if not queries:
+            return [(tokens, {})]
+        audiences = self.book.audience_set()
+        when = parse_timestamp(at)
+        per_token: dict[str, dict[tuple[str, str], int]] = {t: {} for t in tokens}
+        for q in queries:
+            since = format_timestamp(when - q.window)
+            counts = self.store.count_by(
+                names.INDEX_INDICATORS,
+                "readers",
+                [Term(q.field, (q.value,)), Range(q.since_field, gte=since)],
+            )
+            for token in tokens:
+                j = audiences.jurisdiction_of.get(token)
+                extra = counts.get(all_of(j), 0) if j else 0
+                per_token[token][(q.field, q.value)] = counts.get(token, 0) + extra
+        groups: dict[tuple[Any, ...], set[str]] = {}
+        for token, hood in per_token.items():
+            groups.setdefault(tuple(sorted(hood.items())), set()).add(token)
+        return [(frozenset(g), dict(k)) for k, g in sorted(groups.items())]
 
     def process(self, messages: Sequence[Incoming]) -> EngineResult:
         """Evaluate a batch of change events and apply every trigger."""
         result = EngineResult(changes=len(messages))
-        by_dedup: dict[str, list[Trigger]] = {}
+        by_dedup: dict[str, list[Routed]] = {}
         for message in messages:
-            for trigger in self.triggers_for(message, result.dead):
-                by_dedup.setdefault(trigger.dedup_key, []).append(trigger)
+            for routed in self.triggers_for(message, result.dead):
+                by_dedup.setdefault(routed.trigger.dedup_key, []).append(routed)
                 result.triggers += 1
         result.poison = len(result.dead)
         if by_dedup:
-            self.apply(by_dedup, result)
+            self.apply({d: _merged(r) for d, r in by_dedup.items()}, result)
         return result
 
-    def _cluster_members(self, trigger: Trigger) -> Trigger:
-        """A surge alert being opened lists the cluster's members found in the window."""
+    def _cluster_members(
+        self, trigger: Trigger, tokens: frozenset[str], legacy: bool = False
+    ) -> list[tuple[frozenset[str], Trigger]]:
+        """A surge alert being opened lists the cluster's members each reader sees in the window.
+
+        Readers who see the same members share the opening form.
+        """
         cluster = trigger.cluster or {}
         since = format_timestamp(
             parse_timestamp(trigger.at) - timedelta(seconds=float(cluster.get("window_s", 3600)))
         )
-        page = self.store.search(
-            names.INDEX_INDICATORS,
-            Query(
-                filters=(
-                    Term(cluster["field"], (cluster["value"],)),
-                    Range(cluster.get("since_field", "first_seen"), gte=since),
-                    Term("state", ("active",)),
+        audiences = self.book.audience_set()
+        forms: dict[bytes, tuple[set[str], Trigger]] = {}
+        for token in sorted(tokens) if not legacy else [""]:
+            j = audiences.jurisdiction_of.get(token, "")
+            whose = Term("readers", (token, all_of(j))) if not legacy else Missing("view_of")
+            page = self.store.search(
+                names.INDEX_INDICATORS,
+                Query(
+                    filters=(
+                        Term(cluster["field"], (cluster["value"],)),
+                        Range(cluster.get("since_field", "first_seen"), gte=since),
+                        Term("state", ("active",)),
+                        whose,
+                    ),
+                    sort=(Sort("score", "desc"), Sort("key")),
+                    limit=500,
                 ),
-                sort=(Sort("score", "desc"),),
-                limit=500,
-            ),
-        )
-        members = [indicator_summary(h.doc) for h in page.hits]
-        seen = {m["key"] for m in members}
-        extra = [i for i in trigger.indicators if i["key"] not in seen]
-        js = {j for h in page.hits for j in h.doc.get("jurisdictions") or []}
-        ags = {a for h in page.hits for a in h.doc.get("agencies") or []}
-        return dataclasses.replace(
-            trigger,
-            indicators=tuple(members + extra),
-            jurisdictions=tuple(sorted(js | set(trigger.jurisdictions))),
-            agencies=tuple(sorted(ags | set(trigger.agencies))),
-        )
+            )
+            docs = [content_of(h.doc) for h in page.hits]
+            members = [indicator_summary(d) for d in docs]
+            seen = {m["key"] for m in members}
+            extra = [i for i in trigger.indicators if i["key"] not in seen]
+            js = {x for d in docs for x in d.get("jurisdictions") or []}
+            ags = {a for d in docs for a in d.get("agencies") or []}
+            opening = dataclasses.replace(
+                trigger,
+                indicators=tuple(members + extra),
+                jurisdictions=tuple(sorted(js | set(trigger.jurisdictions))),
+                agencies=tuple(sorted(ags | set(trigger.agencies))),
+            )
+            key = orjson.dumps(dataclasses.asdict(opening), default=str)
+            forms.setdefault(key, (set(), opening))[0].update([token] if not legacy else tokens)
+        return [(frozenset(t), opening) for t, opening in forms.values()]
 
-    def apply(self, by_dedup: dict[str, list[Trigger]], result: EngineResult) -> None:
-        """Apply triggers per dedup key through ``AlertBook.commit`` (retried on conflict)."""
+    def apply(self, by_dedup: dict[str, list[Routed]], result: EngineResult) -> None:
+        """Apply triggers to the versions of each dedup key (``AlertBook.commit``, retried)."""
         now = self.clock.now()
-        replays: dict[str, list[tuple[Alert, list[Event]]]] = {}
+        replays: dict[str, list[Emission]] = {}
 
-        def change(dedup: str, stored: Stored | None) -> Staged | None:
-            alert = stored.doc if stored else None
-            expected = stored.version if stored else None
-            events: list[Event] = []
+        def change(dedup: str, versions: list[Version]) -> list[Emission] | None:
             replays[dedup] = []
-            for trigger in by_dedup[dedup]:
-                if alert is not None and trigger.trigger_id in alert.get("seen_triggers", []):
-                    earlier = [
-                        e
-                        for e in alert["timeline"]
-                        if e.get("trigger") == trigger.trigger_id and "event_id" in e
-                    ]
-                    replays[dedup].append((alert, earlier))
-                    continue
-                reopening = alert is None or alert["status"] != "open"
-                if trigger.decay_only and reopening:
-                    continue  # a decaying score alone never opens or re-opens an alert
-                if trigger.cluster is not None and reopening:
-                    trigger = self._cluster_members(trigger)
-                before_id = alert["id"] if alert else None
-                alert, new_events = open_or_update(
-                    alert, trigger, now, coalesce=self.ruleset.coalesce
-                )
-                if alert["id"] != before_id:
-                    expected = None  # a new generation is a create
-                    events = []
-                events.extend(new_events)
-            if alert is None or (stored is not None and alert is stored.doc):
-                return None
-            return alert, events, expected
+            emitted: list[Emission] = []
+            for routed in by_dedup[dedup]:
+                trigger = routed.trigger
+                for version in {
+                    v.key: v for v in current_versions(versions, routed.tokens).values()
+                }.values():
+                    if trigger.trigger_id in version.alert.get("seen_triggers", []):
+                        earlier = [
+                            e for e in version.alert["timeline"]
+                            if e.get("trigger") == trigger.trigger_id and "event_id" in e
+                        ]  # fmt: skip
+                        replays[dedup].append((version, version.readers, earlier))
 
-        pairs = self.book.commit(by_dedup, change, read=self.book.current)
+                def step(
+                    alert: Alert | None, tokens: frozenset[str], routed: Routed = routed
+                ) -> Transition | None:
+                    trigger = routed.trigger
+                    if alert is not None and trigger.trigger_id in alert.get("seen_triggers", []):
+                        return None  # a replay: its events are announced again below
+                    reopening = alert is None or alert["status"] != "open"
+                    if trigger.decay_only and reopening:
+                        return None  # a decaying score alone never opens or re-opens an alert
+                    if routed.opening is not None and reopening:
+                        trigger = routed.opening
+                    new, events = open_or_update(alert, trigger, now,
+                                                 coalesce=self.ruleset.coalesce)  # fmt: skip
+                    self.book.stamp(new, events)
+                    return new, events
+
+                emitted.extend(route(versions, routed.tokens, step))
+            return emitted or None
+
+        pairs = self.book.commit(by_dedup, change)
         # A replayed trigger's events were written before: announce them again (idempotent).
-        self.book.emit([pair for pairs_ in replays.values() for pair in pairs_])
-        result.replayed += sum(len(r) for r in replays.values())
-        result.alerts_written += len(pairs)
-        result.events += sum(len(e) for _, e in pairs) + sum(
-            len(e) for r in replays.values() for _, e in r
-        )
+        again = [pair for pairs_ in replays.values() for pair in pairs_]
+        self.book.emit(again)
+        result.replayed += len(again)
+        result.alerts_written += len({v.key for v, _, _ in pairs})
+        result.events += sum(len(e) for _, _, e in pairs) + sum(len(e) for _, _, e in again)
+
+
+def _merged(routed: list[Routed]) -> list[Routed]:
+    """Routed triggers that differ only in their tokens, as one (fewer forks, same outcome)."""
+    out: dict[bytes, Routed] = {}
+    for r in routed:
+        key = _trigger_key(r)
+        held = out.get(key)
+        out[key] = r if held is None else dataclasses.replace(held, tokens=held.tokens | r.tokens)
+    return list(out.values())
 
 
 # ------------------------------------------------------------- escalation
@@ -290,7 +416,10 @@ def escalation_tick(
                 names.INDEX_ALERTS, Query(filters=filters, limit=200, after=after)
             )
             for hit in page.hits:
-                outcome = book.transact(hit.key, change)
+                dedup = hit.doc.get("dedup_key")
+                if not isinstance(dedup, str) or "reader_tokens" not in hit.doc:
+                    continue  # stored before versions: nobody reads it
+                outcome = book.transact_version(dedup, hit.key, change)
                 if outcome is not None and not isinstance(outcome, AlertError):
                     total += len(outcome[1])
             if not page.more or not page.hits:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.errors import InvalidPattern
-from core.markings import most_restrictive, red_recipients, tlp_of
+from core.markings import granular_tlps, most_restrictive, red_recipients, tlp_of
 from core.observables import Observable
 from core.patterns import parse_pattern
 from core.provenance import Provenance
@@ -84,7 +84,13 @@ def source_report(obj: Mapping[str, Any], provenance: Provenance, observable: Ob
         "pattern": _as_reported(obj),
         "description": _bounded_text(obj.get("description")),
         "name": _bounded_text(obj.get("name")),
-    }
+    } | _granular(obj)
+
+
+def _granular(obj: Mapping[str, Any]) -> Report:
+    """The granular TLP markings of ``obj`` by selector (core/views.py cuts fields by them)."""
+    found = granular_tlps(obj)
+    return {"granular": dict(sorted(found.items()))} if found else {}
 
 
 def sighting_report(obj: Mapping[str, Any], provenance: Provenance) -> Report:
@@ -101,7 +107,32 @@ def sighting_report(obj: Mapping[str, Any], provenance: Provenance) -> Report:
         "tlp": tlp,
         "recipients": list(red_recipients(obj)),
         "revoked": bool(obj.get("revoked", False)),
+        "of": obj.get("sighting_of_ref"),
     }
+
+
+def link_report(obj: Mapping[str, Any], provenance: Provenance, field_name: str) -> Report:
+    """One ``indicates`` relationship from an indicator to a malware / campaign / intrusion set.
+
+    Kept with its source and marking: a reader sees the link only if it may see
+    both the relationship and the indicator it starts from (core/views.py).
+    """
+    tlp, _ = tlp_of(obj)
+    return {
+        "field": field_name,
+        "ref": obj["target_ref"],
+        "agency": provenance.agency,
+        "jurisdiction": provenance.jurisdiction,
+        "stix_id": obj["id"],
+        "modified": obj.get("modified") or obj.get("created"),
+        "tlp": tlp,
+        "recipients": list(red_recipients(obj)),
+        "revoked": bool(obj.get("revoked", False)),
+        "of": obj["source_ref"],
+    }
+
+
+LINK_FIELDS = ("malware", "campaigns", "intrusion_sets")
 
 
 def new_record(observable: Observable) -> Record:
@@ -112,6 +143,7 @@ def new_record(observable: Observable) -> Record:
         "value": observable.value,
         "sources": [],
         "sightings": [],
+        "links": [],
         "malware": [],
         "campaigns": [],
         "intrusion_sets": [],
@@ -121,13 +153,17 @@ def new_record(observable: Observable) -> Record:
 def _replace_versioned(items: list[Report], incoming: Report) -> bool:
     """Put ``incoming`` in ``items`` by (agency, stix_id) if it is newer; True if changed."""
     for i, existing in enumerate(items):
-        if existing["agency"] == incoming["agency"] and existing["stix_id"] == incoming["stix_id"]:
+        if (
+            existing.get("agency") == incoming["agency"]
+            and existing.get("stix_id") == incoming["stix_id"]
+        ):
             if existing.get("revoked") and not incoming.get("revoked"):
                 return False
             if (incoming.get("modified") or "") <= (existing.get("modified") or ""):
                 return False
             merged = dict(incoming)
-            merged["first_seen"] = min(existing["first_seen"], incoming["first_seen"])
+            if "first_seen" in incoming:
+                merged["first_seen"] = min(existing["first_seen"], incoming["first_seen"])
             items[i] = merged
             return True
     items.append(incoming)
@@ -142,6 +178,23 @@ def apply_report(record: Record, report: Report) -> bool:
 def apply_sighting(record: Record, sighting: Report) -> bool:
     """Attach one sighting version to ``record`` in place; True if anything changed."""
     return _replace_versioned(record["sightings"], sighting)
+
+
+def apply_link(record: Record, link: Report) -> bool:
+    """Attach one relationship version to ``record`` in place; True if anything changed."""
+    return _replace_versioned(record.setdefault("links", []), link)
+
+
+def upgrade(record: Record) -> Record:
+    """A record stored before links carried their source: its bare links become entries.
+
+    They have no source, so only the view that sees every part shows them.
+    """
+    if "links" not in record:
+        record["links"] = [
+            {"field": f, "ref": ref} for f in LINK_FIELDS for ref in record.get(f) or []
+        ]
+    return record
 
 
 def withdraw(record: Record, agency: str, stix_id: str) -> bool:
@@ -167,16 +220,6 @@ def restate(record: Record, report: Report) -> bool:
             record["sources"][i] = restated
             return True
     record["sources"].append(report)
-    return True
-
-
-def link(record: Record, field: str, ref: str) -> bool:
-    """Link a malware / campaign / intrusion-set id to ``record``; True if new."""
-    refs: list[str] = record.setdefault(field, [])
-    if ref in refs:
-        return False
-    refs.append(ref)
-    refs.sort()
     return True
 
 
@@ -239,6 +282,12 @@ def summarise(record: Record) -> None:
         shown_jurisdictions.add(s["jurisdiction"])
         if last_sighting_at is None or last > last_sighting_at:
             last_sighting_at = last
+    linked: dict[str, set[str]] = {f: set() for f in LINK_FIELDS}
+    for link in record.get("links") or []:
+        if not link.get("revoked") and link.get("field") in linked:
+            linked[link["field"]].add(link["ref"])
+    for name, refs in linked.items():
+        record[name] = sorted(refs)
     record["agencies"] = sorted(shown_agencies)
     record["jurisdictions"] = sorted(shown_jurisdictions)
     record["agency_count"] = len(live_agencies)

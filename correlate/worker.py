@@ -14,7 +14,12 @@ the pure functions of ``correlate.merge`` / ``correlate.score`` and writes
 - idempotent: re-applying a report already merged changes nothing, so a
   replay from offset 0 leaves the records as they were;
 - record changes are noted in the outbox before the write and published after
-  it (records/changes.py), so the alert engine hears of every change.
+  it (records/changes.py), so the alert engine hears of every change;
+- noninterference (DOMAIN.md; core/views.py): each record is written with the
+  view of every group of readers that sees it alike; a view is rebuilt only
+  when its own parts change, and a change is announced once per group of
+  readers whose view changed (with who they are), so the alert engine never
+  hears of a report on behalf of a reader that may not see it.
 """
 
 from __future__ import annotations
@@ -34,15 +39,16 @@ from core.clock import Clock, format_timestamp
 from core.consuming import ConsumerStage, DeadLetter, Handled
 from core.envelope import Accepted
 from core.errors import InvalidPattern
-from core.indicators import RecordChange, record_change
+from core.indicators import RecordChange
 from core.observables import observables
 from core.patterns import DEFAULT_LIMITS, PatternLimits
-from core.policy import SharingPolicy, record_audience
+from core.policy import SharingPolicy, crossing_observable_types
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
 from core.settings import OutboxSettings, WritesSettings
 from correlate import merge
-from correlate.score import SCORE_THRESHOLDS, AgencyProfile, Scorer
+from correlate.score import AgencyProfile, Scorer
+from correlate.views import announced, assemble, plan_record, snapshot
 from records.changes import ChangeAnnouncer
 from records.objects import (
     note_references,
@@ -56,6 +62,7 @@ from records.objects import (
 from records.outbox import Outbox
 from records.owners import claim, mark_failed
 from records.rmw import Contention, read_modify_write
+from records.views import AudienceSource, Materialise, ViewWriter
 
 log = logging.getLogger("threatbay.correlate")
 
@@ -83,7 +90,7 @@ class _Work:
 
     reports: dict[str, list[merge.Report]] = field(default_factory=dict)
     sightings: dict[str, list[merge.Report]] = field(default_factory=dict)
-    links: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    links: dict[str, list[merge.Report]] = field(default_factory=dict)
     observables: dict[str, Any] = field(default_factory=dict)
     #: (agency, indicator id) whose reports their source deleted (TAXII DELETE), and
     #: the reports that replace a deleted latest version
@@ -167,6 +174,7 @@ class Correlator(ConsumerStage):
         outbox: OutboxSettings | None = None,
         batch_size: int = 200,
         pattern_limits: PatternLimits = DEFAULT_LIMITS,
+        audiences: AudienceSource | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -181,6 +189,8 @@ class Correlator(ConsumerStage):
         )
         self.batch_size = batch_size
         self.pattern_limits = pattern_limits
+        self.audiences = audiences or AudienceSource(store, clock, sharing)
+        self.views = ViewWriter(store, Outbox(store, clock, self.outbox_settings), self.writes)
         self.recent = RecentRecords()
         self._next_sweep = 0.0  # monotonic time of the next change-outbox sweep
         # One long-lived thread (not one per batch: every new thread would open its own
@@ -193,6 +203,7 @@ class Correlator(ConsumerStage):
         """Announce record changes a failed write left in the outbox (at start, then every
         ``outbox.sweep_interval_s``)."""
         if time.monotonic() >= self._next_sweep:
+            self.views.sweep()
             self.changes.announce_pending()
             self._next_sweep = time.monotonic() + self.outbox_settings.sweep_interval_s
 
@@ -242,7 +253,7 @@ class Correlator(ConsumerStage):
 
         work = _Work()
         sighting_refs: dict[str, list[merge.Report]] = {}
-        link_refs: dict[str, list[tuple[str, str]]] = {}
+        link_refs: dict[str, list[merge.Report]] = {}
         referrers: dict[str, dict[str, dict[str, Any]]] = {}
         good: list[Accepted] = []
         withdrawn: list[tuple[str, str, Accepted | None]] = []
@@ -306,8 +317,12 @@ class Correlator(ConsumerStage):
         obj = item.obj
         if obj.get("pattern_type", "stix") != "stix":
             return
+        # What may cross a border is decided on the whole object (every observable type its
+        # pattern carries, core/crossborder.py); its part of each record is shared alike.
+        crossing = sorted(crossing_observable_types(obj))
         for observable in observables(obj["pattern"], self.pattern_limits):
             report = merge.source_report(obj, item.provenance, observable)
+            report["observable_types"] = crossing
             work.reports.setdefault(observable.key, []).append(report)
             work.observables[observable.key] = observable
 
@@ -322,8 +337,11 @@ class Correlator(ConsumerStage):
                     found = observables(restated.obj["pattern"], self.pattern_limits)
                 except (InvalidPattern, KeyError, TypeError):
                     found = []
+                # decided on the whole object, as ``_indicator`` does
+                crossing = sorted(crossing_observable_types(restated.obj)) if found else []
                 for observable in found:
                     report = merge.source_report(restated.obj, restated.provenance, observable)
+                    report["observable_types"] = crossing
                     work.restated.setdefault(observable.key, []).append(report)
                     work.observables.setdefault(observable.key, observable)
                     kept.add(observable.key)
@@ -335,7 +353,7 @@ class Correlator(ConsumerStage):
         self,
         work: _Work,
         sighting_refs: dict[str, list[merge.Report]],
-        link_refs: dict[str, list[tuple[str, str]]],
+        link_refs: dict[str, list[merge.Report]],
     ) -> dict[str, set[str]]:
         """Map sightings / relationships to the records of the indicators they name.
 
@@ -410,26 +428,37 @@ class Correlator(ConsumerStage):
         return late
 
     def _write_records(self, work: _Work, result: BatchResult) -> None:
-        """Merge, score and write the records ``work`` touches (records/rmw.py)."""
+        """Merge, plan the views of, score and write the records ``work`` touches.
+
+        core/views.py: every view is rebuilt only if its own parts changed; the
+        record document carries its own view and the others' (records/views.py
+        materialises those after the write). records/rmw.py: a conflict re-reads
+        and re-applies.
+        """
         now = self.clock.now()
-        staged: dict[str, RecordChange] = {}
+        at = format_timestamp(now)
+        audiences = self.audiences.current()
+        staged: dict[str, tuple[list[RecordChange], Materialise, dict[str, Any]]] = {}
 
         def change(key: str, stored: Stored | None) -> Put | None:
             # ``stored.doc`` was just read (store or LRU): merged into in place.
-            record = stored.doc if stored else None
-            before = merge.change_basis(record) if record is not None else None
-            if record is None:
+            doc = stored.doc if stored else None
+            old = None
+            if doc is None:
                 observable = work.observables.get(key)
                 if observable is None:
                     return None  # a sighting/link for a record that vanished
                 record = merge.new_record(observable)
+            else:
+                record = merge.upgrade(doc)
+                old = snapshot(record)
             changed = False
             for report in work.reports.get(key, []):
                 changed |= merge.apply_report(record, report)
             for sighting in work.sightings.get(key, []):
                 changed |= merge.apply_sighting(record, sighting)
-            for link_field, ref in work.links.get(key, []):
-                changed |= merge.link(record, link_field, ref)
+            for link in work.links.get(key, []):
+                changed |= merge.apply_link(record, link)
             for agency, ref in work.withdrawals.get(key, []):
                 changed |= merge.withdraw(record, agency, ref)
             for report in work.restated.get(key, []):
@@ -437,17 +466,25 @@ class Correlator(ConsumerStage):
             if not changed:
                 staged.pop(key, None)
                 return None
-            merge.summarise(record)
-            self.scorer.apply(record, self.agency_profile, now)
-            record["audience"] = record_audience(self.sharing, record)
-            kinds = merge.change_kinds(before, record, SCORE_THRESHOLDS)
-            staged[key] = record_change(key, kinds, format_timestamp(now), record)
-            return Put(key=key, doc=record, expected=stored.version if stored else None)
+            plan = plan_record(record, old, audiences, self.scorer, self.agency_profile, now)
+            rev = int((old or {}).get("rev", 0)) + 1
+            new_doc = assemble(plan, audiences, rev)
+            staged[key] = (
+                announced(key, plan.changes, at),
+                Materialise(key, rev, tuple(new_doc["views"]), tuple(plan.removed)),
+                new_doc,
+            )
+            return Put(key=key, doc=new_doc, expected=stored.version if stored else None)
 
         def note(puts: list[Put]) -> None:
             # Noted before the write: a retried batch finds its reports merged already
             # and would announce nothing (records/outbox.py).
-            result.notes.append(self.changes.note([staged[p.key] for p in puts]))
+            changes = [c for p in puts for c in staged[p.key][0]]
+            if changes:
+                result.notes.append(self.changes.note(changes))
+            views_note = self.views.note([staged[p.key][1] for p in puts])
+            if views_note is not None:
+                result.notes.append(views_note)
 
         pending = sorted(work.keys())
         contention = Contention()
@@ -465,17 +502,18 @@ class Correlator(ConsumerStage):
         for key in pending:
             outcome = written.get(key)
             if outcome is not None and outcome.version is not None and key in staged:
-                self.recent.remember(key, staged[key]["record"], outcome.version)
+                self.recent.remember(key, staged[key][2], outcome.version)
             elif key in staged:
                 self.recent.forget(key)
         result.records_written += len(written)
-        result.changes.extend(staged[k] for k in written)
+        self.views.write([staged[k][1] for k in written if k in staged], [])
+        result.changes.extend(c for k in written if k in staged for c in staged[k][0])
 
 
 def reference_of(
     obj: dict[str, Any], provenance: Provenance
-) -> tuple[str, merge.Report | None, tuple[str, str] | None] | None:
-    """(indicator id, sighting report, link) when ``obj`` attaches to an indicator's record.
+) -> tuple[str, merge.Report | None, merge.Report | None] | None:
+    """(indicator id, sighting report, link report) when ``obj`` attaches to an indicator's record.
 
     A ``sighting`` of an indicator, or an ``indicates`` relationship from an indicator
     to a malware / campaign / intrusion set; ``None`` for anything else.
@@ -489,7 +527,7 @@ def reference_of(
         field_name = LINK_FIELDS.get(target.split("--", 1)[0])
         source = obj.get("source_ref", "")
         if field_name and source.startswith("indicator--"):
-            return source, None, (field_name, target)
+            return source, None, merge.link_report(obj, provenance, field_name)
     return None
 
 

@@ -2,7 +2,9 @@
 
 DOMAIN.md "Early-warning levels" (each concerned jurisdiction is notified) and
 "Sharing" (every payload is the sharing policy's view for the receiving
-agency, ``Purpose.NOTIFY``; every release is audited). A stage of the one
+agency, ``Purpose.NOTIFY``; every release is audited), "Noninterference" (an
+event reaches an agency only if it belongs to that agency's own version of the
+alert, records/alerts.py, and the payload is that version). A stage of the one
 consumer loop (core/consuming.py) on ``intel.alerts``, group
 ``threatbay-notifier``. Job ids are ``<event id>|<agency>`` and are created
 with create-only writes, so a replayed event adds nothing (records/deliveries.py).
@@ -25,6 +27,7 @@ from core.errors import UnknownAgency
 from core.ports import Bus, Incoming, Store
 from core.redaction import event_for
 from records.agencies import AgencyRegistry
+from records.alerts import AlertBook, shown_event
 from records.audit import PLATFORM, AuditEntry, AuditLog, Party, release_entry
 from records.deliveries import PENDING, Deliveries, DeliveryJob
 from records.webhooks import WebhookDirectory, WebhookEndpoint
@@ -66,8 +69,10 @@ class Notifier(ConsumerStage):
         registry: AgencyRegistry | None = None,
         audit: AuditLog | None = None,
         batch_size: int = 200,
+        book: AlertBook | None = None,
     ) -> None:
         self.store, self.bus, self.clock, self.sharing = store, bus, clock, sharing
+        self.book = book or AlertBook(store, bus, clock, sharing)
         self.directory = WebhookDirectory(store)
         self.deliveries = Deliveries(store, clock)
         self.registry = registry or AgencyRegistry(store, clock)
@@ -110,16 +115,13 @@ class Notifier(ConsumerStage):
         if not events:
             return 0
         now = format_timestamp(self.clock.now())
-        found = self.store.get_many(names.INDEX_ALERTS, sorted({e["alert_id"] for e in events}))
+        versions = sorted({str(e.get("version") or e["alert_id"]) for e in events})
+        found = self.store.get_many(names.INDEX_ALERTS, versions)
         endpoints: dict[tuple[str, ...], list[WebhookEndpoint]] = {}
         readers: dict[str, policy.Reader] = {}
         jobs: list[DeliveryJob] = []
         releases: list[AuditEntry] = []
         for event in events:
-            stored = found.get(event["alert_id"])
-            if stored is None:
-                continue
-            alert: Alert = stored.doc
             scope = tuple(sorted(event["jurisdictions"]))
             if scope not in endpoints:
                 endpoints[scope] = self.directory.in_jurisdictions(scope)
@@ -127,6 +129,15 @@ class Notifier(ConsumerStage):
                 if endpoint.agency_id not in readers:
                     readers[endpoint.agency_id] = self._reader(endpoint)
                 reader = readers[endpoint.agency_id]
+                tags = policy.reader_tags(reader, policy.Purpose.NOTIFY)
+                if "readers" in event and not set(tags) & set(event["readers"]):
+                    continue  # an event of another agency's version of the alert
+                stored = found.get(str(event.get("version") or event["alert_id"]))
+                alert: Alert | None = stored.doc if stored is not None else None
+                if alert is None or tags[0] not in (alert.get("reader_tokens") or ()):
+                    alert = self.book.version_for(event["alert_id"], tags)
+                if alert is None:
+                    continue
                 view = alert_view(self.sharing, reader, policy.Purpose.NOTIFY, alert)
                 if view is None:
                     continue  # nothing in this alert may be shown to that agency
@@ -145,7 +156,7 @@ class Notifier(ConsumerStage):
                         "payload": {
                             "delivery_id": job_id,
                             "event": {
-                                **event,
+                                **shown_event(event),
                                 "event": event_for(reader.jurisdiction, event["event"]),
                             },
                             "alert": view,

@@ -16,10 +16,12 @@ import orjson
 from core import envelope, names
 from core.indicators import RecordChange
 from core.ports import Bus, Outgoing, Store
+from core.views import content_of
 from records.outbox import RECORD_CHANGES, Outbox
 
-#: What a note keeps of each change (the record itself is re-read when announcing).
-_NOTED = ("key", "kinds", "at", "cause")
+#: What a note keeps of each change (the record itself is re-read when announcing); a
+#: change of one view (core/views.py) also keeps whose view it is and which document.
+_NOTED = ("key", "kinds", "at", "cause", "readers", "view")
 
 
 def change_messages(changes: Sequence[RecordChange], per_message: int = 200) -> list[Outgoing]:
@@ -36,6 +38,19 @@ def change_messages(changes: Sequence[RecordChange], per_message: int = 200) -> 
         for bucket, items in groups.items()
         for i in range(0, len(items), per_message)
     ]
+
+
+def view_content(doc: dict[str, Any], view: str | None) -> dict[str, Any] | None:
+    """The content of view ``view`` of a stored record (the record itself when None)."""
+    if view is None:
+        return doc
+    if view == doc.get("key"):
+        return content_of(doc)
+    for entry in doc.get("views") or []:
+        if entry.get("key") == view:
+            found: dict[str, Any] = entry["view"]
+            return found
+    return None  # the view is gone since: a later change announced its readers' new view
 
 
 class ChangeAnnouncer:
@@ -67,11 +82,14 @@ class ChangeAnnouncer:
         # A noted record that is not in the store (the process died before writing it)
         # is skipped: its batch was not committed and will be processed again.
         records = self.store.get_many(names.INDEX_INDICATORS, [e["key"] for e in entries])
-        changes: list[RecordChange] = [
-            {**e, "record": records[e["key"]].doc}  # type: ignore[typeddict-item]
-            for e in entries
-            if e["key"] in records
-        ]
+        changes: list[RecordChange] = []
+        for e in entries:
+            stored = records.get(e["key"])
+            if stored is None:
+                continue
+            record = view_content(stored.doc, e.get("view"))
+            if record is not None:
+                changes.append({**e, "record": record})  # type: ignore[typeddict-item]
         if changes:
             self.bus.publish(names.TOPIC_CHANGES, change_messages(changes))
         return len(changes)

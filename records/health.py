@@ -26,7 +26,7 @@ from typing import Any, overload
 from core import names
 from core.clock import Clock, format_timestamp
 from core.errors import Unavailable
-from core.ports import Bus, Put, Query, Range, Store, Term
+from core.ports import Bus, Filter, Missing, Put, Query, Range, Store, Term
 
 #: The consumer stages: (stage, topic, consumer group).
 CONSUMERS: tuple[tuple[str, str, str], ...] = (
@@ -172,12 +172,15 @@ def status(
     *,
     process: str | None = None,
     counts: bool = True,
+    scope: CountScope | None = None,
 ) -> Status:
     """The status of the deployment behind ``bus`` and ``store`` (see module docstring).
 
     ``local`` are the loops of this process (``process``), fresher than its
     last heartbeat and the only source when the store is down; ``counts=False``
-    skips the store counts (``/readyz``).
+    skips the store counts (``/readyz``). ``scope``: count only what one reader may
+    see (``/metrics`` for an agency's admin); without it, the host operator's
+    platform-wide counts (``threatbay status``).
     """
     result = Status(at=format_timestamp(clock.now()), stages=[])
     stages = {name: StageStatus(name, topic, group) for name, topic, group in CONSUMERS}
@@ -186,7 +189,7 @@ def status(
     try:
         beats = Heartbeats(store).recent()
         if counts:
-            _counts(store, result)
+            _counts(store, result, scope)
     except Unavailable as exc:
         result.store_error = str(exc)[:300]
     now = time.time()
@@ -208,14 +211,36 @@ def status(
     return result
 
 
-def _counts(store: Store, result: Status) -> None:
-    result.records = store.count(names.INDEX_INDICATORS)
-    result.alerts = store.count(names.INDEX_ALERTS)
-    result.alerts_by_level = store.count_by(names.INDEX_ALERTS, "level")
+@dataclass(frozen=True, slots=True)
+class CountScope:
+    """The records, alerts and deliveries one reader may count (DOMAIN.md "Noninterference").
+
+    ``tags``: the reader's view tags (core/policy.py ``reader_tags``), which match
+    exactly one view document per record it sees and one version per alert;
+    ``agency``: whose webhook deliveries it counts (another agency's, even of its
+    jurisdiction, carry alerts as that agency sees them).
+    """
+
+    tags: tuple[str, ...]
+    agency: str
+
+
+def _counts(store: Store, result: Status, scope: CountScope | None = None) -> None:
+    # A record's other views are documents of their own (records/views.py): the host
+    # operator counts records, a reader counts the one view of each it sees.
+    records: tuple[Filter, ...] = (Missing("view_of"),)
+    alerts: tuple[Filter, ...] = ()
+    deliveries: tuple[Filter, ...] = ()
+    if scope is not None:
+        records = alerts = (Term("readers", scope.tags),)
+        deliveries = (Term("agency", (scope.agency,)),)
+    result.records = store.count(names.INDEX_INDICATORS, records)
+    result.alerts = store.count(names.INDEX_ALERTS, alerts)
+    result.alerts_by_level = store.count_by(names.INDEX_ALERTS, "level", alerts)
     result.open_alerts_by_level = store.count_by(
-        names.INDEX_ALERTS, "level", (Term("status", ("open",)),)
+        names.INDEX_ALERTS, "level", (*alerts, Term("status", ("open",)))
     )
-    result.deliveries_by_state = store.count_by(names.INDEX_DELIVERIES, "state")
+    result.deliveries_by_state = store.count_by(names.INDEX_DELIVERIES, "state", deliveries)
 
 
 @overload

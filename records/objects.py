@@ -241,6 +241,21 @@ def store_objects(
     for item in accepted:
         groups.setdefault(item.obj["id"], []).append(item)
     book = book_of(store, clock)
+    # Requests keep their order (by receipt, then as the bus gave them); the objects of one
+    # request are stamped in id order, not in the order their partitions were fetched
+    # (other agencies' traffic decides that), so it never reorders what a reader sees
+    # (DOMAIN.md "Noninterference").
+    requests: dict[str, int] = {}
+    for item in accepted:
+        requests.setdefault(item.provenance.request_id, len(requests))
+    stamp_order = sorted(
+        groups,
+        key=lambda i: (
+            groups[i][0].provenance.received_at,
+            requests[groups[i][0].provenance.request_id],
+            i,
+        ),
+    )
 
     def stamping(hold: Hold, previous: dict[str, str], fresh: dict[str, str]) -> Change:
         """Stamp new versions, and those still carrying a stamp of ``previous`` (an overrun)."""
@@ -267,7 +282,7 @@ def store_objects(
     for _round in range(MAX_RESTAMPS):
         fresh: dict[str, str] = {}
         with book.hold() as hold:
-            written += _apply(store, list(groups), stamping(hold, previous, fresh), writes)
+            written += _apply(store, stamp_order, stamping(hold, previous, fresh), writes)
             if not hold.overran():
                 return written
         previous = fresh

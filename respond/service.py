@@ -76,6 +76,7 @@ class Responder:
             alerts={k: v.doc for k, v in alerts.items()},
             records={k: v.doc for k, v in records.items()},
             caps=dict(self.settings.max_tlp),
+            alert_version=self.books.alerts.version_for,
         )
 
     def case(self, case_id: str) -> Case | None:
@@ -263,21 +264,23 @@ class Responder:
         self, reader: Reader, alert_ids: Sequence[str], record_keys: Sequence[str]
     ) -> CaseError | None:
         from core.alert_views import alert_view
-        from core.policy import decide_record
 
         store = self.books.cases.store
         alerts = store.get_many(names.INDEX_ALERTS, list(alert_ids)) if alert_ids else {}
-        for alert_id in alert_ids:
-            stored = alerts.get(alert_id)
-            if stored is None or alert_view(self.sharing, reader, Purpose.READ, stored.doc) is None:
-                return CaseError("not_found", f"no alert {alert_id} visible to you", 404)
         records = store.get_many(names.INDEX_INDICATORS, list(record_keys)) if record_keys else {}
+        lookups = Lookups(
+            sharing=self.sharing,
+            alerts={k: v.doc for k, v in alerts.items()},
+            records={k: v.doc for k, v in records.items()},
+            alert_version=self.books.alerts.version_for,
+        )
+        for alert_id in alert_ids:
+            alert = lookups.alert_for(alert_id, reader, Purpose.READ)
+            if alert is None or alert_view(self.sharing, reader, Purpose.READ, alert) is None:
+                return CaseError("not_found", f"no alert {alert_id} visible to you", 404)
         for key in record_keys:
-            stored = records.get(key)
-            if (
-                stored is None
-                or not decide_record(self.sharing, reader, Purpose.READ, stored.doc).shown
-            ):
+            decision = lookups.decide_record(key, reader, Purpose.READ)
+            if decision is None or not decision.shown:
                 return CaseError("not_found", f"no record {key} visible to you", 404)
         return None
 

@@ -32,7 +32,7 @@ may not see changes nothing it observes (tests/property/test_case_noninterferenc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from core.markings import most_restrictive, normalise_tlp, tlp_rank
 from core.policy import Purpose, Reader, SharingPolicy, SourceReport, report_access
 from core.provenance import JURISDICTIONS, Tlp
 from core.redaction import screen_text
+from core.views import view_for
 from respond.cases import PLATFORM, Case, Entry, Item
 
 CASE_ITEM = "x-threatbay-case-item"
@@ -68,6 +69,30 @@ class Lookups:
     alerts: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     records: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     caps: Mapping[str, str] = field(default_factory=dict)
+    #: The reader's own version of an alert (records/alerts.py ``AlertBook.version_for``)
+    #: when the stored one is another reader's.
+    alert_version: Callable[[str, Sequence[str]], dict[str, Any] | None] | None = None
+
+    def alert_for(self, alert_id: str, reader: Reader, purpose: Purpose) -> dict[str, Any] | None:
+        """The reader's version of a linked alert (DOMAIN.md "Noninterference"): never a
+        version built from triggers the reader did not get."""
+        tags = policy.reader_tags(reader, purpose)
+        stored = self.alerts.get(alert_id)
+        if stored is not None and tags[0] in (stored.get("reader_tokens") or ()):
+            return stored
+        return self.alert_version(alert_id, tags) if self.alert_version else None
+
+    def record_for(self, key: str, reader: Reader, purpose: Purpose) -> dict[str, Any] | None:
+        """The reader's view of a linked record (core/views.py), never the record as stored."""
+        stored = self.records.get(key)
+        return view_for(stored, policy.reader_tags(reader, purpose)) if stored else None
+
+    def decide_record(self, key: str, reader: Reader, purpose: Purpose) -> policy.Decision | None:
+        """The reader's view of a linked record as the policy shows it (None: no view)."""
+        view = self.record_for(key, reader, purpose)
+        if view is None:
+            return None
+        return policy.decide_record(self.sharing, reader, purpose, view, exact=True)
 
 
 def linked_alert_ids(case: Case) -> list[str]:
@@ -113,7 +138,7 @@ def role_of(case: Case, reader: Reader, lookups: Lookups) -> str | None:
         and reader.jurisdiction in proposal["jurisdictions"]
         and reader.jurisdiction not in proposal["decisions"]
     ):
-        alert = lookups.alerts.get(proposal["alert_id"])
+        alert = lookups.alert_for(proposal["alert_id"], reader, Purpose.READ)
         if alert is not None and alert_view(lookups.sharing, reader, Purpose.READ, alert):
             return "invited"
     return None
@@ -169,7 +194,7 @@ def item_view(
                 return None
     view = {k: v for k, v in item.items() if k not in _INTERNAL_ITEM}
     if item["kind"] == "alert":
-        alert = lookups.alerts.get(item["alert_id"])
+        alert = lookups.alert_for(item["alert_id"], reader, purpose)
         seen = alert_view(lookups.sharing, reader, purpose, alert) if alert else None
         if seen is None:
             return None
@@ -178,10 +203,7 @@ def item_view(
             for k in ("id", "level", "title", "status", "jurisdictions", "tlp", "created")
         }
     elif item["kind"] == "record":
-        record = lookups.records.get(item["record_key"])
-        decision = (
-            policy.decide_record(lookups.sharing, reader, purpose, record) if record else None
-        )
+        decision = lookups.decide_record(item["record_key"], reader, purpose)
         if decision is None or not decision.shown or decision.view is None:
             return None
         rv = decision.view
@@ -268,7 +290,9 @@ def timeline_view(case: Case, reader: Reader, purpose: Purpose, lookups: Lookups
             continue
         if item_view(case, item, reader, purpose, lookups, role=role, case_sharing=sharing) is None:
             continue
-        alert = lookups.alerts[item["alert_id"]]
+        alert = lookups.alert_for(item["alert_id"], reader, purpose)
+        if alert is None:
+            continue
         seen = alert_view(lookups.sharing, reader, purpose, alert)
         for e in (seen or {}).get("timeline", []):
             out.append(

@@ -54,6 +54,7 @@ from notify.deliverer import Deliverer
 from notify.notifier import Notifier
 from records.books import records_of
 from records.health import CRASH_LOOP_CRASHES, Heartbeats, crash_looping, process_id
+from records.views import AudienceSource, ViewWriter
 from respond.service import Responder
 from respond.stages import CaseNotifier, Proposer, run_respond_tick
 from threatbay import memory
@@ -244,6 +245,9 @@ def correlator_for(services: Services) -> Correlator:
         pattern_limits=PatternLimits(
             s.limits.pattern_max_chars, s.limits.pattern_max_comparisons, s.limits.pattern_max_depth
         ),
+        audiences=AudienceSource(
+            services.store, services.clock, services.sharing, s.api.agency_profile_ttl_s
+        ),
     )
 
 
@@ -257,6 +261,13 @@ def rescorer_for(services: Services) -> Rescorer:
         agency_profiles(services),
         max_rate=services.settings.rescore_max_rate or None,
         changes=records_of(services).changes,
+        audiences=AudienceSource(
+            services.store,
+            services.clock,
+            services.sharing,
+            services.settings.api.agency_profile_ttl_s,
+        ),
+        views=ViewWriter(services.store, records_of(services).outbox, services.settings.writes),
     )
 
 
@@ -280,6 +291,7 @@ def notifier_for(services: Services) -> Notifier:
         registry=books.agencies,
         audit=books.audit,
         batch_size=services.settings.consumer.notifier_batch,
+        book=books.alerts,
     )
 
 

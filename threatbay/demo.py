@@ -375,9 +375,20 @@ def push_over_taxii(base_url: str, key: AgencyKey, objects: list[dict[str, Any]]
 
 
 def _all(services: Services, index: str) -> list[dict[str, Any]]:
+    """Records (not their per-reader views) or alerts (the version most readers have)."""
     services.store.refresh(index)
     page = services.store.search(index, Query(limit=1000))
-    return [hit.doc for hit in page.hits]
+    docs = [hit.doc for hit in page.hits if "view_of" not in hit.doc]
+    if index != names.INDEX_ALERTS:
+        return docs
+    main: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        held = main.get(doc["id"])
+        if held is None or len(doc.get("reader_tokens") or ()) > len(
+            held.get("reader_tokens") or ()
+        ):
+            main[doc["id"]] = doc
+    return list(main.values())
 
 
 # ---------------------------------------------------------------- scenario

@@ -38,12 +38,17 @@ def test_a_victim_comparison_keeps_the_indicator_home(platform: Platform, patter
         assert VICTIM not in seen and ACCOUNT not in seen, f"{reader} saw victim data"
 
 
-def test_an_or_of_a_victim_and_an_address_shows_only_the_address(platform: Platform) -> None:  # noqa: F811
-    """The address's record crosses; nothing of the victim comparison travels with it."""
+def test_an_or_of_a_victim_and_an_address_stays_home_whole(platform: Platform) -> None:  # noqa: F811
+    """The report is the object: it may not cross (it compares a victim's address), so no
+    record shows it across the border, the address's record included (DOMAIN.md
+    "Noninterference": nothing a reader observes depends on a report it may not see).
+    Its own jurisdiction sees both records."""
     obj = indicator(f"[ipv4-addr:value = '{C2}' OR email-message : to_ref.value = '{VICTIM}']")
     platform.push("hk", [obj])
     platform.correlate()
+    home = platform.get("hk2", "/api/v1/lookup", value=C2).json()
+    assert [r["key"] for r in home["records"]] == [f"ipv4-addr|value|{C2}"]
     found = platform.get("gd", "/api/v1/lookup", value=C2).json()
-    assert [r["key"] for r in found["records"]] == [f"ipv4-addr|value|{C2}"]
+    assert found["records"] == []
     seen = platform.everything("gd")
-    assert VICTIM not in seen
+    assert VICTIM not in seen and obj["id"] not in seen

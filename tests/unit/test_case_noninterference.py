@@ -213,3 +213,43 @@ def test_the_comparison_sees_a_leak() -> None:
     assert hidden_steps(steps, case, reader, lookups) == {1}
     assert observe(case, reader, lookups) == observe(without, reader, lookups)
     assert case["updated"] != without["updated"]  # what a leaky view would have shown
+
+
+def test_a_linked_record_is_shown_as_the_readers_view_of_it() -> None:
+    """A case shows a linked record as the reader's view (core/views.py), never the record as
+    stored: its score and jurisdictions must not count a GD TLP:RED report HK may not see."""
+    key = "ipv4-addr|value|203.0.113.9"
+
+    def source(agency: str, jurisdiction: str, tlp: str, n: int) -> dict[str, Any]:
+        return {"agency": agency, "jurisdiction": jurisdiction, "tlp": tlp,
+                "recipients": ["gd-cncert"] if tlp == "red" else [],
+                "stix_id": f"indicator--{uuid.uuid5(NS, str(n))}",
+                "observable_types": ["ipv4-addr"]}  # fmt: skip
+
+    def content(sources: list[dict[str, Any]], score: float) -> dict[str, Any]:
+        return {"key": key, "value": "203.0.113.9", "observable_type": "ipv4-addr",
+                "sources": sources, "score": score, "tlp": "green", "state": "active",
+                "jurisdictions": sorted({s["jurisdiction"] for s in sources})}  # fmt: skip
+
+    red, green = source("gd-cac", "GD", "red", 1), source("hk-govcert", "HK", "green", 2)
+    # Stored as core/views.py stores it: the record document is the view that sees every
+    # part (GD's recipients); HK's view of the same record is listed under ``views``.
+    record = content([red, green], 92.0) | {
+        "readers": ["r:gd-cac", "r:gd-cncert"],
+        "views": [{"key": f"{key}#1", "readers": ["jur:HK", "jur:MO", "m:gd-cac"],
+                   "view": content([green], 45.0)}],
+    }  # fmt: skip
+    lead = Actor("hk-govcert", "HK")
+    case_id = f"incident--{uuid.uuid5(NS, 'c')}"
+    opened = model.open_case(lead, T0, title="C2", participants_of=dict(AGENCIES),
+                             header_tlp="green", case_id=case_id)  # fmt: skip
+    assert not isinstance(opened, model.CaseError)
+    linked = model.link(opened[0], lead, T0, "record", key, Marking("green"))
+    assert not isinstance(linked, model.CaseError)
+    lookups = Lookups(sharing=default_sharing(), records={key: record})
+    item = next(i for i in linked[0]["items"].values() if i["kind"] == "record")
+    view = item_view(linked[0], item, Reader("hk-govcert", "HK"), Purpose.READ, lookups)
+    assert view is not None
+    assert view["record"]["score"] == 45.0, "the score counted a report HK may not see"
+    assert view["record"]["jurisdictions"] == ["HK"]
+    assert view["record"]["stix_ids"] == [green["stix_id"]]
