@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Admin, Books
 from api.errors import ERROR_RESPONSES, ApiError
-from core.allowlist import AllowEntry, AllowListError, allow_entry
+from core.allowlist import AllowEntry, AllowList, AllowListError, allow_entry
 from records.allowlists import AllowListFull
 
 
@@ -45,6 +45,23 @@ def entries_of(body: EntriesIn) -> list[AllowEntry]:
         except AllowListError as exc:
             raise ApiError(422, "Unprocessable", f"entries[{i}]: {exc}") from None
     return out
+
+
+def with_allowlist_hits(view: dict[str, Any], allow: AllowList) -> dict[str, Any]:
+    """The reader's view, naming the reader agency's allow-list entries that cover it."""
+    hits = allow.hits(view)
+    if hits:
+        view["allowlist_hits"] = hits
+        components = view.get("components")
+        if isinstance(components, dict):
+            view["components"] = components | {
+                "explanation": [
+                    *(components.get("explanation") or []),
+                    "on your agency's allow-list (" + ", ".join(hits) + "): "
+                    "left out of your exports and alerts",
+                ]
+            }
+    return view
 
 
 def allowlist_router() -> APIRouter:
