@@ -3,9 +3,10 @@
 What an export holds is exactly the reader's view: records come from
 ``reader_records`` — the one seam, a generator over the very function
 ``GET /api/v1/indicators`` answers with (``api.indicator_queries.search_indicators``,
-i.e. ``core.policy.decide_record`` for ``Purpose.READ``) — and levels from the
-alert list's ``list_view``. Then values on warning lists, in private or
-reserved ranges, or on the reader agency's allow-list are dropped, the
+i.e. ``core.policy.decide_record`` for ``Purpose.READ``) — and levels from
+``core.alert_views.alert_view`` (as ``GET /api/v1/alerts/{id}``). Then values
+on warning lists, in private or reserved ranges, or on the reader agency's
+allow-list are dropped, the
 remaining filters applied to the *view* (never to fields of reports the
 reader may not see), and each row rendered by ``exports.formats``.
 
@@ -29,14 +30,14 @@ from typing import IO, Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.alerts import list_view
 from api.deps import Books, ReaderRole, Sharing, Svc
 from api.errors import ERROR_RESPONSES, ApiError
 from api.indicator_queries import IndicatorFilters, search_indicators
 from core import names
+from core.alert_views import alert_view
 from core.alerts import Level
 from core.allowlist import AllowList
-from core.policy import Reader, SharingPolicy, reader_of
+from core.policy import Purpose, Reader, SharingPolicy, reader_of
 from core.ports import Query as StoreQuery
 from core.ports import Store, Term
 from exports.formats import FORMATS, Format, Omitted, format_named, never_blocked, row_of
@@ -122,7 +123,7 @@ def alert_levels(store: Store, policy: SharingPolicy, reader: Reader) -> dict[st
             StoreQuery(filters=(Term("status", ("open",)),), limit=PAGE, after=after),
         )
         for hit in page.hits:
-            view = list_view(policy, reader, hit.doc)
+            view = alert_view(policy, reader, Purpose.READ, hit.doc)
             if view is None:
                 continue
             level = Level(view["level"])

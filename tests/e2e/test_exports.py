@@ -1,4 +1,4 @@
-"""``GET /api/v1/exports/{format}`` through HTTP, on embedded and on Kafka + Elasticsearch (issue #19).
+"""``GET /api/v1/exports/{format}`` through HTTP, on embedded and Kafka + Elasticsearch (#19).
 
 Agencies push over TAXII, the correlator and the alert engine run, then each
 format is fetched through the real app and read back by the real tools
@@ -26,6 +26,7 @@ from api.app import create_app
 from core import names
 from core.access import Agency
 from core.clock import FakeClock
+from core.ports import Term
 from correlate.alerter import AlertEngine
 from correlate.rules import load_ruleset
 from records.books import records_of
@@ -40,7 +41,7 @@ from tests.exports.validators import (
     stix_bundle,
     zeek_intel,
 )
-from threatbay.bootstrap import Services, correlator_for
+from threatbay.bootstrap import Services, correlator_for, notifier_for
 
 TLP_RED = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed"
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -284,3 +285,24 @@ def test_allow_list_is_the_agencys_own_and_takes_effect(world: World) -> None:
                             params={"kind": "suffix", "value": "example.net"})  # fmt: skip
     assert r.status_code == 200
     assert "shared-c2.example.net" in world.export("ops", "plain", type="domain-name").text
+
+
+def test_an_alert_all_on_an_agencys_allow_list_is_not_sent_to_it(world: World) -> None:
+    books = records_of(world.services)
+    for name in ("hk", "ops", "gd"):
+        books.webhooks.register(world.keys[name].agency, f"https://hooks.example.net/{name}")
+    world.services.store.refresh(names.INDEX_WEBHOOKS)
+    r = world.client.post(
+        "/api/v1/allowlist",
+        headers=world.keys["ops"].bearer,
+        json={"entries": [{"kind": "value", "value": "shared-c2.example.net"}]},
+    )
+    assert r.status_code == 201, r.text
+    drain(world.services, notifier_for(world.services))
+    world.services.store.refresh(names.INDEX_DELIVERIES)
+
+    def jobs(agency: str) -> int:
+        return world.services.store.count(names.INDEX_DELIVERIES, [Term("agency", (agency,))])
+
+    assert jobs("hk-govcert") >= 1 and jobs("gd-cac") >= 1  # the alert was notified
+    assert jobs("ops") == 0  # ...but not to the agency whose allow-list covers it
