@@ -324,6 +324,18 @@ class Suricata(Format):
     extension: ClassVar[str] = "rules"
     types: ClassVar[frozenset[str] | None] = RULE_TYPES | frozenset(HASH_LISTS)
     hash_lists: set[str] = field(default_factory=set)
+    #: sids written so far: two keys whose hashes meet (about 1 in 2,000 at 1M rules) must
+    #: not share a sid, so the later one in the export probes ``part#1``, ``part#2``...
+    #: (~60 bytes a rule: the only per-row memory of any format).
+    used_sids: set[int] = field(default_factory=set)
+
+    def sid(self, key: str, part: str) -> int:
+        sid, n = sid_of(key, part), 0
+        while sid in self.used_sids:
+            n += 1
+            sid = sid_of(key, f"{part}#{n}")
+        self.used_sids.add(sid)
+        return sid
 
     def msg(self, row: ExportRow, what: str) -> str:
         return rule_text(f"ThreatBay {row.level} {what} {row.key}")
@@ -331,7 +343,7 @@ class Suricata(Format):
     def rule(self, proto: str, head: str, row: ExportRow, part: str, body: str) -> str:
         return (
             f'alert {proto} {head} (msg:"{self.msg(row, part)}"; {body}'
-            f"sid:{sid_of(row.key, part)}; rev:{row.rev}; classtype:trojan-activity;)"
+            f"sid:{self.sid(row.key, part)}; rev:{row.rev}; classtype:trojan-activity;)"
         )
 
     def lines(self, row: ExportRow) -> list[str] | Omitted:
@@ -386,7 +398,7 @@ class Suricata(Format):
             out.append(
                 f'alert http any any -> any any (msg:"ThreatBay file {alg.upper()} on '
                 f'threatbay-{alg}.list"; filestore; {part}:threatbay-{alg}.list; '
-                f"sid:{sid_of('threatbay:hash-list', alg)}; rev:1; classtype:trojan-activity;)"
+                f"sid:{self.sid('threatbay:hash-list', alg)}; rev:1; classtype:trojan-activity;)"
             )
         return "".join(line + "\n" for line in out)
 

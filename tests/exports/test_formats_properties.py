@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exports.formats import ExportRow, Omitted, format_named, rpz_ip, sid_of
+from exports.formats import ExportRow, Omitted, Suricata, format_named, rpz_ip, sid_of
 from tests.exports.validators import check_zone, csv_rows, rules_of, stix_bundle, zeek_intel
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -113,3 +113,11 @@ def test_rpz_ip_owners() -> None:
     assert rpz_ip("1.2.3.0/24") == "24.0.3.2.1.rpz-ip"
     assert rpz_ip("2001:db8::/32") == "32.zz.db8.2001.rpz-ip"
     assert rpz_ip("2001:db8::1") == "128.1.zz.db8.2001.rpz-ip"
+
+
+def test_colliding_sids_are_made_unique() -> None:
+    fmt = format_named("suricata")
+    assert isinstance(fmt, Suricata)
+    fmt.used_sids.add(sid_of("ipv4-addr|value|5.188.206.14", "ip"))  # as if another key had it
+    [rule] = fmt.lines(row("ipv4-addr", "5.188.206.14", 1))  # type: ignore[misc]
+    assert f"sid:{sid_of('ipv4-addr|value|5.188.206.14', 'ip#1')};" in rule
