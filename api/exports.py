@@ -97,7 +97,12 @@ class ExportResult:
 
 
 def reader_records(
-    store: Store, policy: SharingPolicy, reader: Reader, filters: IndicatorFilters, now: datetime
+    store: Store,
+    policy: SharingPolicy,
+    reader: Reader,
+    filters: IndicatorFilters,
+    now: datetime,
+    page: int = PAGE,
 ) -> Iterator[dict[str, Any]]:
     """Every record the reader may see, as ``GET /api/v1/indicators`` shows it, page by page.
 
@@ -106,7 +111,7 @@ def reader_records(
     cursor: str | None = None
     while True:
         items, cursor = search_indicators(
-            store, policy, reader, filters, sort="first_seen", limit=PAGE, cursor=cursor, now=now
+            store, policy, reader, filters, sort="first_seen", limit=page, cursor=cursor, now=now
         )
         yield from items
         if cursor is None:
@@ -155,12 +160,13 @@ def rows(
     request: ExportRequest,
     now: datetime,
     result: ExportResult,
+    page: int = PAGE,
 ) -> Iterator[tuple[dict[str, Any], str, str]]:
     """(view, level, level changed) of every record to export, the counts kept in ``result``."""
     levels = alert_levels(store, policy, reader)
     min_rank = Level.parse(request.level).rank if request.level else 0
     wanted = set(request.types)
-    for view in reader_records(store, policy, reader, _store_filters(request), now):
+    for view in reader_records(store, policy, reader, _store_filters(request), now, page):
         level, changed = levels.get(view["key"], ("NONE", ""))
         if min_rank and (level == "NONE" or Level(level).rank < min_rank):
             continue
@@ -197,6 +203,7 @@ def render(
     out: IO[bytes],
     progress: Callable[[int], None] | None = None,
     released: Callable[[list[dict[str, Any]]], None] | None = None,
+    page: int = PAGE,
 ) -> tuple[Format, ExportResult]:
     """Render the export into ``out`` (head first), hashing it; returns the format and counts.
 
@@ -209,7 +216,7 @@ def render(
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as body:
         buffer: list[str] = []
         shown: list[dict[str, Any]] = []
-        for view, level, changed in rows(store, policy, reader, allow, request, now, result):
+        for view, level, changed in rows(store, policy, reader, allow, request, now, result, page):
             row = row_of(view, level, changed)
             if not fmt.carries(row.export_type):
                 continue
@@ -332,7 +339,7 @@ def exports_router() -> APIRouter:
                 format, types=_split(type), min_score=min_score,
                 state=_split(state) or ("active",), jurisdiction=_split(jurisdiction),
                 min_agencies=min_agencies, since=since, level=level, limit=limit,
-                wildcard=wildcard, zone=zone,
+                wildcard=wildcard, zone=zone or svc.settings.exports.rpz_zone,
             )  # fmt: skip
         except ValueError as exc:
             status = 404 if format not in FORMATS else 400
@@ -351,6 +358,7 @@ def exports_router() -> APIRouter:
                 ),
                 spool, released=lambda views: books.audit.record_access(
                     principal, "exports.read", views, purpose="read"),
+                page=svc.settings.exports.page_size,
             )  # fmt: skip
         except BaseException:
             spool.close()

@@ -80,16 +80,17 @@ def export_command(
 
     from api.exports import export_request, render
 
-    try:
-        req = export_request(
-            format, types=tuple(type or ()), min_score=min_score, state=(state,),
-            jurisdiction=tuple(jurisdiction or ()), min_agencies=min_agencies, since=since,
-            level=level, limit=limit, wildcard=wildcard, zone=zone,
-        )  # fmt: skip
-    except ValueError as exc:
-        typer.echo(f"threatbay export: {exc}", err=True)
-        raise typer.Exit(2) from None
     with _services(data_dir) as services:
+        try:
+            req = export_request(
+                format, types=tuple(type or ()), min_score=min_score, state=(state,),
+                jurisdiction=tuple(jurisdiction or ()), min_agencies=min_agencies, since=since,
+                level=level, limit=limit, wildcard=wildcard,
+                zone=zone or services.settings.exports.rpz_zone,
+            )  # fmt: skip
+        except ValueError as exc:
+            typer.echo(f"threatbay export: {exc}", err=True)
+            raise typer.Exit(2) from None
         books = records_of(services)
         reader = reader_for(_agency(books, agency))
         now = services.clock.now()
@@ -109,6 +110,7 @@ def export_command(
                         reader.agency_id, req.describe(), digest, int(now.timestamp())
                     ),
                     out, progress=lambda n: bar.advance(task, n),
+                    page=services.settings.exports.page_size,
                 )  # fmt: skip
         finally:
             if output:
