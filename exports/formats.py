@@ -397,7 +397,7 @@ class Suricata(Format):
             part = f"file{alg}"
             out.append(
                 f'alert http any any -> any any (msg:"ThreatBay file {alg.upper()} on '
-                f'threatbay-{alg}.list"; filestore; {part}:threatbay-{alg}.list; '
+                f'threatbay-{alg}.list"; {part}:threatbay-{alg}.list; '
                 f"sid:{self.sid('threatbay:hash-list', alg)}; rev:1; classtype:trojan-activity;)"
             )
         return "".join(line + "\n" for line in out)
