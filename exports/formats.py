@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from core.clock import format_timestamp, parse_timestamp
+from core.clock import parse_timestamp
 
 #: Longest value any format writes (longer: omitted). DNS names are capped at 253 anyway.
 MAX_VALUE_CHARS = 2048
@@ -404,7 +404,7 @@ class Suricata(Format):
 
     def head(self, digest: str, serial: int, generated: datetime) -> str:
         return (
-            f"# ThreatBay {self.name} rules, generated {format_timestamp(generated)}\n"
+            f"# ThreatBay {self.name} rules, content {digest[:16]}\n"
             f"# sids {SID_BASE}..{SID_BASE + SID_SPAN - 1}, stable per record key; "
             "rev bumped on change\n"
         )
@@ -603,8 +603,7 @@ class Rpz(Format):
 
     def head(self, digest: str, serial: int, generated: datetime) -> str:
         return (
-            f"; ThreatBay response policy zone {self.origin}, generated "
-            f"{format_timestamp(generated)}, content {digest[:16]}\n"
+            f"; ThreatBay response policy zone {self.origin}, content {digest[:16]}\n"
             f"$TTL {ZONE_TTL}\n"
             f"@ IN SOA localhost. hostmaster.localhost. ( {serial} 3600 600 86400 {ZONE_TTL} )\n"
             "@ IN NS localhost.\n"

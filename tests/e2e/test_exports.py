@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,10 @@ def test_etag_answers_304_and_the_rpz_serial_grows_with_content(
     again = world.client.get("/api/v1/exports/rpz",
                              headers=world.keys["hk"].bearer | {"If-None-Match": etag})  # fmt: skip
     assert again.status_code == 304 and again.content == b""
+    world.services.clock.advance(timedelta(minutes=5))  # type: ignore[attr-defined]
+    for fmt in ("rpz", "suricata", "snort"):  # no content change: the same ETag
+        assert world.export("hk", fmt).headers["ETag"] == world.export("hk", fmt).headers["ETag"]
+    assert world.export("hk", "rpz").headers["ETag"] == etag
     assert world.export("hk", "rpz").headers["X-ThreatBay-Serial"] == str(serial)
     world.push("hk", "[domain-name:value = 'late-arrival.example.net']", TLP_GREEN)
     world.settle()
