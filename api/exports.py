@@ -40,7 +40,15 @@ from core.allowlist import AllowList
 from core.policy import Purpose, Reader, SharingPolicy, reader_of
 from core.ports import Query as StoreQuery
 from core.ports import Store, Term
-from exports.formats import FORMATS, Format, Omitted, format_named, never_blocked, row_of
+from exports.formats import (
+    FORMATS,
+    Format,
+    Omitted,
+    export_type,
+    format_named,
+    never_blocked,
+    row_of,
+)
 
 PAGE = 500
 SPOOL_BYTES = 1024 * 1024
@@ -170,7 +178,8 @@ def rows(
         level, changed = levels.get(view["key"], ("NONE", ""))
         if min_rank and (level == "NONE" or Level(level).rank < min_rank):
             continue
-        if wanted and row_of(view).export_type not in wanted:
+        kind = export_type(view)
+        if wanted and kind not in wanted:
             continue
         if request.min_score is not None and float(view.get("score_now", 0)) < request.min_score:
             continue
@@ -184,7 +193,7 @@ def rows(
         elif allow.hits(view):
             reason = "allow-list"
         else:
-            reason = never_blocked(row_of(view).export_type, str(view.get("value", "")))
+            reason = never_blocked(kind, str(view.get("value", "")))
         if reason is not None:
             result.excluded += 1
             result.reasons[reason] = result.reasons.get(reason, 0) + 1
