@@ -119,7 +119,7 @@ def reader_records(
     cursor: str | None = None
     while True:
         items, cursor = search_indicators(
-            store, policy, reader, filters, sort="first_seen", limit=page, cursor=cursor, now=now
+            store, policy, reader, filters, sort="key", limit=page, cursor=cursor, now=now
         )
         yield from items
         if cursor is None:

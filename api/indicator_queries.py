@@ -23,6 +23,9 @@ SORTS = {
     "last_seen": (Sort("last_seen", "desc"),),
     "first_seen": (Sort("first_seen", "desc"),),
     "corroboration": (Sort("agency_count", "desc"), Sort("score", "desc")),
+    # Key order only: the store's primary key, so paging through everything stays linear
+    # (api/exports.py reads whole views this way).
+    "key": (),
 }
 
 
