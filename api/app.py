@@ -16,8 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import (
     admin,
     alerts,
+    allowlist,
     audit,
     errors,
+    exports,
     health,
     incidents,
     incidents_taxii,
@@ -121,6 +123,8 @@ def create_app(
     app.include_router(taxii_router())
     app.include_router(admin.admin_router())
     app.include_router(indicators.router())
+    app.include_router(exports.exports_router())
+    app.include_router(allowlist.allowlist_router())
     app.include_router(audit.router())
     app.include_router(ui.router())
     app.include_router(alerts.alerts_router())

@@ -32,6 +32,9 @@ SORTS = {
     "last_seen": (Sort("last_seen", "desc"), Sort("key")),
     "first_seen": (Sort("first_seen", "desc"), Sort("key")),
     "corroboration": (Sort("agency_count", "desc"), Sort("score", "desc"), Sort("key")),
+    # Key order only, so paging through everything stays linear (api/exports.py reads
+    # whole views this way).
+    "key": (Sort("key"),),
 }
 #: After the record key in a store cursor: above every document key of that record
 #: (``<key>`` and ``<key>#<hex>``), so "after" means after the record, whichever its document.
@@ -51,9 +54,9 @@ class IndicatorFilters:
     malware: tuple[str, ...] = ()
 
 
-def visible_to(reader: Reader) -> Term:
+def visible_to(reader: Reader, purpose: Purpose = Purpose.READ) -> Term:
     """The native filter matching exactly the reader's view of each record (core/views.py)."""
-    return Term("readers", tuple(reader_tags(reader, Purpose.READ)))
+    return Term("readers", tuple(reader_tags(reader, purpose)))
 
 
 def _filters(f: IndicatorFilters) -> list[Filter]:
@@ -85,8 +88,10 @@ def shown(decision: Decision, now: datetime) -> dict[str, Any] | None:
     return view
 
 
-def _decide(policy: SharingPolicy, reader: Reader, doc: dict[str, Any]) -> Decision:
-    return decide_record(policy, reader, Purpose.READ, doc, exact=True)
+def _decide(
+    policy: SharingPolicy, reader: Reader, doc: dict[str, Any], purpose: Purpose = Purpose.READ
+) -> Decision:
+    return decide_record(policy, reader, purpose, doc, exact=True)
 
 
 def search_indicators(
@@ -99,8 +104,14 @@ def search_indicators(
     limit: int = 50,
     cursor: str | None = None,
     now: datetime,
+    purpose: Purpose = Purpose.READ,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of records the reader may see, and the cursor of the next page."""
+    """One page of records the reader may see, and the cursor of the next page.
+
+    ``purpose``: ``READ`` for an analyst; a machine channel (``TAXII_EXPORT``: blocklist
+    exports) gets the reader's machine view, which no TLP:RED report of another agency
+    is part of (core/policy.py: RED is never forwarded).
+    """
     after = None
     if cursor:
         values = decode_cursor(cursor, arity=len(SORTS[sort]))
@@ -108,7 +119,7 @@ def search_indicators(
     page = store.search(
         names.INDEX_INDICATORS,
         Query(
-            filters=(visible_to(reader), *_filters(filters)),
+            filters=(visible_to(reader, purpose), *_filters(filters)),
             sort=SORTS[sort],
             limit=limit,
             after=after,
@@ -116,7 +127,7 @@ def search_indicators(
     )
     items = []
     for hit in page.hits:
-        view = shown(_decide(policy, reader, hit.doc), now)
+        view = shown(_decide(policy, reader, hit.doc, purpose), now)
         if view is not None:
             items.append(view)
     next_cursor = encode_cursor(page.hits[-1].cursor[:-1]) if page.more and page.hits else None

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from api.allowlist import with_allowlist_hits
 from api.deps import Analyst, Books, ReaderRole, Sharing, Svc
 from api.errors import ERROR_RESPONSES, ApiError, FastJSON, not_found
 from api.indicator_queries import (
@@ -108,7 +109,7 @@ def router() -> APIRouter:
             raise not_found(f"no indicator record {key!r} visible to you")
         with_signatures(svc.store, view)
         books.audit.record_access(principal, "indicators.read", [view])
-        return view
+        return with_allowlist_hits(view, books.allowlists.allow_list(principal.agency.id))
 
     @r.get(
         "/lookup",
@@ -123,6 +124,8 @@ def router() -> APIRouter:
         value: Annotated[str, Query(min_length=1, max_length=4096)],
     ) -> Response:
         answer = lookup(svc.store, sharing, reader_of(principal), value, svc.clock.now())
+        allow = books.allowlists.allow_list(principal.agency.id)
+        answer["records"] = [with_allowlist_hits(r, allow) for r in answer["records"]]
         books.audit.record_access(principal, "indicators.lookup", answer["records"])
         return FastJSON(answer)
 

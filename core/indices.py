@@ -182,6 +182,12 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "process": "keyword",
         "beat_at": "keyword",
     },
+    names.INDEX_ALLOWLISTS: {
+        "kind": "keyword",
+        "agency_id": "keyword",
+        "entry_kind": "keyword",
+        "added_at": "keyword",
+    },
     names.INDEX_FEED_CURSORS: {
         "feed": "keyword",
         "kind": "keyword",

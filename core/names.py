@@ -24,6 +24,7 @@ INDEX_CHANGE_OUTBOX = "threatbay-change-outbox"
 INDEX_CASES = "threatbay-cases"
 INDEX_CASE_EVENTS = "threatbay-case-events"
 INDEX_HEALTH = "threatbay-stage-health"
+INDEX_ALLOWLISTS = "threatbay-allowlists"
 
 GROUP_CORRELATOR = "threatbay-correlator"
 GROUP_ALERTER = "threatbay-alerter"

@@ -125,6 +125,15 @@ class CasesSettings(BaseModel):
     """Messages per poll of the proposer and the case notifier."""
 
 
+class ExportsSettings(BaseModel):
+    """Blocklist exports (api/exports.py, exports/formats.py; issue #19)."""
+
+    rpz_zone: str = "rpz.threatbay"
+    """Origin of the RPZ zone when the request names none (``?zone=``)."""
+    page_size: int = Field(default=500, ge=10, le=5000)
+    """Records read from the store per page while an export streams."""
+
+
 class WebhookSettings(BaseModel):
     max_attempts: int = 8
     base_delay_s: float = 10.0
@@ -329,6 +338,7 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhookSettings = WebhookSettings()
     cases: CasesSettings = CasesSettings()
+    exports: ExportsSettings = ExportsSettings()
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
     allow_insecure: bool = False

@@ -21,6 +21,7 @@ import orjson
 from core import names, policy
 from core.alert_views import alert_view
 from core.alerts import Alert
+from core.allowlist import AllowList
 from core.clock import Clock, format_timestamp
 from core.consuming import ConsumerStage, DeadLetter, Handled
 from core.errors import UnknownAgency
@@ -28,6 +29,7 @@ from core.ports import Bus, Incoming, Store
 from core.redaction import event_for
 from records.agencies import AgencyRegistry
 from records.alerts import AlertBook, shown_event
+from records.allowlists import AllowListBook
 from records.audit import PLATFORM, AuditEntry, AuditLog, Party, release_entry
 from records.deliveries import PENDING, Deliveries, DeliveryJob
 from records.webhooks import WebhookDirectory, WebhookEndpoint
@@ -76,6 +78,7 @@ class Notifier(ConsumerStage):
         self.directory = WebhookDirectory(store)
         self.deliveries = Deliveries(store, clock)
         self.registry = registry or AgencyRegistry(store, clock)
+        self.allowlists = AllowListBook(store, clock)
         self.audit = audit or AuditLog(store, clock)
         self.batch_size = batch_size
 
@@ -119,6 +122,7 @@ class Notifier(ConsumerStage):
         found = self.store.get_many(names.INDEX_ALERTS, versions)
         endpoints: dict[tuple[str, ...], list[WebhookEndpoint]] = {}
         readers: dict[str, policy.Reader] = {}
+        allowed: dict[str, AllowList] = {}
         jobs: list[DeliveryJob] = []
         releases: list[AuditEntry] = []
         for event in events:
@@ -141,6 +145,10 @@ class Notifier(ConsumerStage):
                 view = alert_view(self.sharing, reader, policy.Purpose.NOTIFY, alert)
                 if view is None:
                     continue  # nothing in this alert may be shown to that agency
+                if endpoint.agency_id not in allowed:
+                    allowed[endpoint.agency_id] = self.allowlists.allow_list(endpoint.agency_id)
+                if all(allowed[endpoint.agency_id].hits(i) for i in view["indicators"]):
+                    continue  # every indicator is on that agency's allow-list (issue #19)
                 view.pop("timeline", None)
                 job_id = f"{event['id']}|{endpoint.agency_id}"
                 jobs.append(

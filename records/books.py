@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core.services import Services
 from records.agencies import AgencyRegistry
 from records.alerts import AlertBook
+from records.allowlists import AllowListBook
 from records.audit import AuditLog
 from records.cases import CaseBook
 from records.changes import ChangeAnnouncer
@@ -37,6 +38,7 @@ class Records:
     webhooks: WebhookDirectory
     deliveries: Deliveries
     feed_cursors: FeedCursors
+    allowlists: AllowListBook
 
     def close(self) -> None:
         self.audit.close()
@@ -73,5 +75,6 @@ def records_of(services: Services) -> Records:
                 webhooks=WebhookDirectory(services.store),
                 deliveries=Deliveries(services.store, services.clock),
                 feed_cursors=FeedCursors(services.store, services.clock),
+                allowlists=AllowListBook(services.store, services.clock),
             )
         return found

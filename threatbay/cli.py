@@ -12,6 +12,7 @@ import typer
 from core.errors import ConfigurationError
 from core.settings import Settings
 from threatbay.cli_agency import agency_app
+from threatbay.cli_exports import allowlist_app, export_command
 from threatbay.cli_feeds import feeds_app
 from threatbay.cli_incident import incident_app
 from threatbay.cli_trust import trust_app
@@ -27,6 +28,8 @@ app.add_typer(agency_app, name="agency")
 app.add_typer(trust_app, name="trust")
 app.command("verify")(verify_command)
 app.add_typer(incident_app, name="incident")
+app.command("export")(export_command)
+app.add_typer(allowlist_app, name="allowlist")
 
 
 def _settings(data_dir: Path | None) -> Settings:

@@ -44,6 +44,7 @@ NO_RELEASE = {
     "/api/v1/alerts/{alert_id}/resolve": "state change; answers with the policy view",
     "/api/v1/alerts/{alert_id}/comments": "state change",
     "/api/v1/indicators/{key:path}/sightings": "a write through the ingest path",
+    "/api/v1/allowlist": "the caller agency's own allow-list (admin); no other agency's, ever",
     "/api/v1/stream": "streams; checked per event in tests/e2e/test_alerts_flow.py (TLP:RED)",
     "/taxii2/": "discovery",
     "/taxii2/{api_root}/": "API root information",
@@ -112,6 +113,7 @@ def seeded(services: Services, client: TestClient, keys: dict[str, Key]) -> dict
         "collection_id": "shared-all",
         "api_root": "api",
         "object_id": hk["id"],
+        "format": "csv",
     }
 
 
@@ -145,6 +147,7 @@ def test_every_route_that_releases_intelligence_consults_the_policy(
     assert {
         "/api/v1/indicators", "/api/v1/indicators/{key:path}", "/api/v1/lookup",
         "/api/v1/stats/indicators", "/api/v1/alerts", "/api/v1/alerts/{alert_id}",
+        "/api/v1/exports/{format}",
         "/taxii2/{api_root}/collections/{collection_id}/objects/",
         "/taxii2/{api_root}/collections/{collection_id}/objects/{object_id}/",
         "/taxii2/{api_root}/collections/{collection_id}/objects/{object_id}/versions/",

@@ -194,6 +194,14 @@ RULES: dict[tuple[str, str], Call] = {
     ),
     ("GET", "/api/v1/lookup"): Call(READER, "/api/v1/lookup", params={"value": "198.51.100.1"}),
     ("GET", "/api/v1/stats/indicators"): Call(READER, "/api/v1/stats/indicators"),
+    ("GET", "/api/v1/exports/{format}"): Call(READER, "/api/v1/exports/csv"),
+    ("GET", "/api/v1/allowlist"): Call(ADMIN, "/api/v1/allowlist"),
+    ("POST", "/api/v1/allowlist"): Call(
+        ADMIN, "/api/v1/allowlist", json={"entries": [{"kind": "suffix", "value": "own.example"}]}
+    ),
+    ("DELETE", "/api/v1/allowlist"): Call(
+        ADMIN, "/api/v1/allowlist", params={"kind": "suffix", "value": "own.example"}
+    ),
     ("GET", "/api/v1/trace/{key:path}"): Call(ADMIN, "/api/v1/trace/ipv4-addr|value|198.51.100.1"),
     ("GET", "/api/v1/audit"): Call(ADMIN, "/api/v1/audit"),
     ("GET", "/api/v1/me"): Call(ANY, "/api/v1/me"),

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 OURS = {
     "core", "records", "ingest", "correlate", "notify", "respond", "api", "feeds", "backends",
-    "threatbay",
+    "threatbay", "exports",
 }  # fmt: skip
 ALLOWED = {
     "core": {"core"},
@@ -27,7 +27,9 @@ ALLOWED = {
     "notify": {"core", "records", "notify"},
     "respond": {"core", "records", "respond"},
     # The case routes call the respond room as the TAXII inbox calls ingest.
-    "api": {"core", "records", "api", "ingest", "respond"},
+    "api": {"core", "records", "api", "ingest", "respond", "exports"},
+    # Blocklist formats (issue #19): pure rendering; the route and the CLI feed it records.
+    "exports": {"core", "records", "exports"},
     "feeds": {"core", "records", "feeds"},
     "backends": {"core", "backends"},
 }

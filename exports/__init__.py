@@ -1,0 +1,1 @@
+"""Blocklist exports (issue #19): pure formats over the reader's records."""
