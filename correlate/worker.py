@@ -50,6 +50,7 @@ from correlate import merge
 from correlate.score import AgencyProfile, Scorer
 from correlate.views import announced, assemble, plan_record, snapshot
 from records.changes import ChangeAnnouncer
+from records.date_added import book_of
 from records.objects import (
     note_references,
     object_key,
@@ -435,6 +436,12 @@ class Correlator(ConsumerStage):
         materialises those after the write). records/rmw.py: a conflict re-reads
         and re-applies.
         """
+        # Views rebuilt here are new versions in the ``records`` TAXII collection: their
+        # stamp is taken, and both writes made, under a date_added floor (records/date_added.py).
+        with book_of(self.store, self.clock).hold() as held:
+            self._write_records_held(work, result, held.stamp())
+
+    def _write_records_held(self, work: _Work, result: BatchResult, stamp: str) -> None:
         now = self.clock.now()
         at = format_timestamp(now)
         audiences = self.audiences.current()
@@ -466,7 +473,9 @@ class Correlator(ConsumerStage):
             if not changed:
                 staged.pop(key, None)
                 return None
-            plan = plan_record(record, old, audiences, self.scorer, self.agency_profile, now)
+            plan = plan_record(
+                record, old, audiences, self.scorer, self.agency_profile, now, stamp=stamp
+            )
             rev = int((old or {}).get("rev", 0)) + 1
             new_doc = assemble(plan, audiences, rev)
             staged[key] = (

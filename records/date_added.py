@@ -46,7 +46,9 @@ without waiting for a refresh), and again after this process released a write
 2. if ``W`` is past ``horizon``, write ``horizon = W`` conditional on the
    version read (a writer that registered in between makes it conflict: read
    again);
-3. refresh the objects index;
+3. refresh the objects index (and the indicators index, whose view documents are the
+   versions of the ``records`` collection, stamped by the correlator, the re-score and
+   the re-view under floors like any other writer: core/record_indicators.py);
 4. serve only versions with ``date_added <= W``.
 
 Why a version O with ``date_added(O) <= W`` is searchable when W is served.
@@ -91,7 +93,7 @@ from typing import Any
 
 from core.clock import Clock, format_timestamp, parse_timestamp
 from core.errors import StoreUnavailable, WriteContention
-from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
+from core.names import INDEX_INDICATORS, INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
 from core.ports import Put, Store, Stored
 from core.settings import TaxiiSettings, WritesSettings
 from records.rmw import read_modify_write
@@ -357,6 +359,8 @@ class DateAddedBook:
         try:
             self._write(publish)
             self.store.refresh(INDEX_OBJECTS)
+            # the ``records`` collection's versions are view documents (core/record_indicators.py)
+            self.store.refresh(INDEX_INDICATORS)
         except StoreUnavailable:
             if cached is None:
                 raise

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -109,8 +109,8 @@ def site(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> It
 
 
 def report(pattern: str = f"[ipv4-addr:value = '{IP}']", **extra: Any) -> dict[str, Any]:
-    return indicator(stix_id=f"indicator--{uuid.uuid4()}", pattern=pattern,
-                     labels=["c2"], confidence=80, **extra)  # fmt: skip
+    fields: dict[str, Any] = {"labels": ["c2"], "confidence": 80} | extra
+    return indicator(stix_id=f"indicator--{uuid.uuid4()}", pattern=pattern, **fields)
 
 
 def objects_of(coll: Collection, per_request: int = 1) -> list[dict[str, Any]]:
@@ -130,7 +130,12 @@ def test_three_agencies_one_value_one_indicator_with_three_references(site: Site
     pushed = {who: report() for who in ("gd", "hk", "mo")}
     for who, obj in pushed.items():
         site.push(who, obj)
-    site.push("gd", report(pattern="[domain-name:value = 'c2.example'] AND [url:value = 'http://c2.example/a']"))
+    site.push(
+        "gd",
+        report(
+            pattern="[domain-name:value = 'c2.example'] AND [url:value = 'http://c2.example/a']"
+        ),
+    )
     site.correlate()
 
     found = objects_of(site.records("gd2"))  # taxii2-client, Basic, as_pages one by one
