@@ -291,21 +291,26 @@ class Correlator(ConsumerStage):
         # present in this one (``_resolve_refs``). Writing them concurrently overlaps
         # one's store round trips with the other's Python work; both finish before
         # the caller commits.
-        objects_done = self._objects_writer.submit(
-            store_objects, self.store, good, self.clock, self.sharing, self.writes
-        )
-        try:
-            # References are noted before the named indicators' versions are read,
-            # and an indicator's versions are stored before its references are read
-            # (below): of a sighting and its indicator handled at the same moment by
-            # two workers, one always sees the other.
-            note_references(self.store, referrers, self.writes)
-            keys_of = self._resolve_refs(work, sighting_refs, link_refs)
-            if withdrawn:
-                self._withdraw(work, withdrawn)
-            self._write_records(work, result)
-        finally:
-            objects_done.result()
+        # The records' version stamp (core/record_indicators.py) is taken before the
+        # objects are stamped, never concurrently: what a stamp is must not depend on
+        # thread timing (nor, through it, on reports a reader may not see).
+        with book_of(self.store, self.clock).hold() as held:
+            stamp = held.stamp()
+            objects_done = self._objects_writer.submit(
+                store_objects, self.store, good, self.clock, self.sharing, self.writes
+            )
+            try:
+                # References are noted before the named indicators' versions are read,
+                # and an indicator's versions are stored before its references are read
+                # (below): of a sighting and its indicator handled at the same moment by
+                # two workers, one always sees the other.
+                note_references(self.store, referrers, self.writes)
+                keys_of = self._resolve_refs(work, sighting_refs, link_refs)
+                if withdrawn:
+                    self._withdraw(work, withdrawn)
+                self._write_records(work, result, stamp)
+            finally:
+                objects_done.result()
         new_ids = sorted({i.obj["id"] for i in good if i.obj["type"] == "indicator"})
         if new_ids:
             late = self._attach_earlier(keys_of, new_ids, referrers)
@@ -428,20 +433,22 @@ class Correlator(ConsumerStage):
                         late.links.setdefault(key, []).append(link)
         return late
 
-    def _write_records(self, work: _Work, result: BatchResult) -> None:
+    def _write_records(self, work: _Work, result: BatchResult, stamp: str | None = None) -> None:
         """Merge, plan the views of, score and write the records ``work`` touches.
 
         core/views.py: every view is rebuilt only if its own parts changed; the
         record document carries its own view and the others' (records/views.py
         materialises those after the write). records/rmw.py: a conflict re-reads
         and re-applies.
-        """
-        # Views rebuilt here are new versions in the ``records`` TAXII collection: their
-        # stamp is taken, and both writes made, under a date_added floor (records/date_added.py).
-        with book_of(self.store, self.clock).hold() as held:
-            self._write_records_held(work, result, held.stamp())
 
-    def _write_records_held(self, work: _Work, result: BatchResult, stamp: str) -> None:
+        Views rebuilt here are new versions in the ``records`` TAXII collection: their
+        ``stamp`` is taken, and both writes made, under a date_added floor
+        (records/date_added.py); without one given, a hold is taken here.
+        """
+        if stamp is None:
+            with book_of(self.store, self.clock).hold() as held:
+                self._write_records(work, result, held.stamp())
+            return
         now = self.clock.now()
         at = format_timestamp(now)
         audiences = self.audiences.current()
