@@ -23,6 +23,11 @@ computed only from the reports the reader may see (DOMAIN.md "Noninterference"):
   step of the periodic re-score, a report ending, a revocation. The same
   stamp is the version's ``date_added`` (stamped under a date_added floor,
   records/date_added.py), so an ``added_after`` poll brings every new version.
+  Across processes with different clocks, a version a reader was served lies at or
+  below the settled watermark and every later stamp above a floor registered after
+  that watermark was published or held it back, so a reader only ever sees a
+  record's ``modified`` grow. One stamp serves a whole written batch (it never
+  depends on how many other records, visible or not, the batch holds).
 """
 
 from __future__ import annotations

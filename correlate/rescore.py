@@ -67,7 +67,7 @@ from correlate.score import (
     liveness_changed,
     record_problem,
 )
-from correlate.views import assemble, next_stamp, plan_record
+from correlate.views import assemble, plan_record
 from records.changes import ChangeAnnouncer
 from records.date_added import book_of
 from records.outbox import Outbox
@@ -309,7 +309,7 @@ class Rescorer:
                 dead.append(DeadLetter(key, orjson.dumps(record), f"record {key}: {problem}"))
                 continue
             if "basis" in record:
-                found = self._rescore_views(key, record, now, at, next_stamp(stamp, record))
+                found = self._rescore_views(key, record, now, at, stamp)
                 if found is None:
                     result.skipped += 1
                     continue
@@ -330,7 +330,7 @@ class Rescorer:
             if [record.get(f) for f in _RESCORED] == was:
                 result.skipped += 1
                 continue
-            stamp_version(record, next_stamp(stamp, current.doc))
+            stamp_version(record, stamp)
             puts.append(Put(key=key, doc=record, expected=current.version))
             if "score_crossing" in kinds:
                 # "cause" lets the alert engine tell decay from new intelligence.

@@ -13,9 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from core.clock import format_timestamp, parse_timestamp
 from core.indicators import RecordChange, record_change
-from core.record_indicators import CHANGE_STAMP, TICK
 from core.record_indicators import stamp as stamp_version
 from core.views import (
     AudienceSet,
@@ -65,24 +63,6 @@ def builder(
         return view
 
     return build
-
-
-def next_stamp(stamp: str, old: Mapping[str, Any] | None) -> str:
-    """``stamp``, or just after the latest stamp of ``old``'s views if that is later.
-
-    A writer's stamp is past every stamp of its own process and past the settled
-    watermark (records/date_added.py); this also keeps a record's versions in order
-    when another process with a faster clock wrote it last.
-    """
-    if old is None:
-        return stamp
-    stamps = [old.get(CHANGE_STAMP)] + [
-        (v.get("view") or {}).get(CHANGE_STAMP) for v in old.get("views") or ()
-    ]
-    latest = max((s for s in stamps if isinstance(s, str)), default=None)
-    if latest is None or latest < stamp:
-        return stamp
-    return format_timestamp(parse_timestamp(latest) + TICK)
 
 
 def snapshot(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -144,15 +124,13 @@ def plan_record(
 ) -> Plan:
     """Plan the views of ``record`` (merged now) against its stored form ``old``.
 
-    ``stamp``: the version stamp of the views rebuilt (``next_stamp``).
+    ``stamp``: the version stamp of the views rebuilt (core/record_indicators.py).
     """
     hits = record.get("warninglist_hits")
     if hits is None:
         hits = scorer.hits(record)
-    if stamp is not None:
-        stamp = next_stamp(stamp, old)
     build = builder(record, scorer, profile, now, list(hits), stamp)
     return plan_views(record, audiences, build, old=old, force_full=force_full)
 
 
-__all__ = ["announced", "assemble", "builder", "next_stamp", "plan_record", "snapshot"]
+__all__ = ["announced", "assemble", "builder", "plan_record", "snapshot"]
