@@ -55,6 +55,7 @@ from core.consuming import DeadLetter
 from core.errors import Unavailable
 from core.indicators import RecordChange, record_change
 from core.ports import Bus, Filter, Hit, Missing, Put, Query, Range, Sort, Store, Stored, Term
+from core.record_indicators import STAMP_SPAN, stamp_for
 from core.record_indicators import stamp as stamp_version
 from core.services import default_sharing
 from core.views import AudienceSet, content_of, rescore_due
@@ -209,7 +210,7 @@ class Rescorer:
             if stop is not None and stop.is_set():
                 return written
             with book_of(self.store, self.clock).hold() as held:
-                written += self._review_page(page, audiences, now, held.stamp())
+                written += self._review_page(page, audiences, now, held.stamp(STAMP_SPAN))
         mark_reviewed(self.store, audiences.fingerprint)
         if written:
             log.info("re-view: %d records' views re-planned for a new audience set", written)
@@ -287,7 +288,7 @@ class Rescorer:
         one stamp for the page, taken and written under a date_added floor.
         """
         with book_of(self.store, self.clock).hold() as held:
-            return self._rescore_page(page, now, held.stamp())
+            return self._rescore_page(page, now, held.stamp(STAMP_SPAN))
 
     def _rescore_page(self, page: list[Stored], now: datetime, stamp: str) -> RescoreResult:
         result = RescoreResult(pages=1)
@@ -309,7 +310,7 @@ class Rescorer:
                 dead.append(DeadLetter(key, orjson.dumps(record), f"record {key}: {problem}"))
                 continue
             if "basis" in record:
-                found = self._rescore_views(key, record, now, at, stamp)
+                found = self._rescore_views(key, record, now, at, stamp_for(stamp, key))
                 if found is None:
                     result.skipped += 1
                     continue
@@ -330,7 +331,7 @@ class Rescorer:
             if [record.get(f) for f in _RESCORED] == was:
                 result.skipped += 1
                 continue
-            stamp_version(record, stamp)
+            stamp_version(record, stamp_for(stamp, key))
             puts.append(Put(key=key, doc=record, expected=current.version))
             if "score_crossing" in kinds:
                 # "cause" lets the alert engine tell decay from new intelligence.

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.indicators import RecordChange, record_change
 from core.record_indicators import stamp as stamp_version
+from core.record_indicators import stamp_for
 from core.views import (
     AudienceSet,
     Change,
@@ -124,11 +125,14 @@ def plan_record(
 ) -> Plan:
     """Plan the views of ``record`` (merged now) against its stored form ``old``.
 
-    ``stamp``: the version stamp of the views rebuilt (core/record_indicators.py).
+    ``stamp``: the batch's version stamp; the views rebuilt take the record's place in
+    it (core/record_indicators.py ``stamp_for``).
     """
     hits = record.get("warninglist_hits")
     if hits is None:
         hits = scorer.hits(record)
+    if stamp is not None:
+        stamp = stamp_for(stamp, str(record["key"]))
     build = builder(record, scorer, profile, now, list(hits), stamp)
     return plan_views(record, audiences, build, old=old, force_full=force_full)
 

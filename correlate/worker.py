@@ -45,6 +45,7 @@ from core.patterns import DEFAULT_LIMITS, PatternLimits
 from core.policy import SharingPolicy, crossing_observable_types
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
+from core.record_indicators import STAMP_SPAN
 from core.settings import OutboxSettings, WritesSettings
 from correlate import merge
 from correlate.score import AgencyProfile, Scorer
@@ -295,7 +296,7 @@ class Correlator(ConsumerStage):
         # objects are stamped, never concurrently: what a stamp is must not depend on
         # thread timing (nor, through it, on reports a reader may not see).
         with book_of(self.store, self.clock).hold() as held:
-            stamp = held.stamp()
+            stamp = held.stamp(STAMP_SPAN)
             objects_done = self._objects_writer.submit(
                 store_objects, self.store, good, self.clock, self.sharing, self.writes
             )
@@ -447,7 +448,7 @@ class Correlator(ConsumerStage):
         """
         if stamp is None:
             with book_of(self.store, self.clock).hold() as held:
-                self._write_records(work, result, held.stamp())
+                self._write_records(work, result, held.stamp(STAMP_SPAN))
             return
         now = self.clock.now()
         at = format_timestamp(now)

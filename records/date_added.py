@@ -138,9 +138,14 @@ class Hold:
     """After this (writer's clock) a reader may take the floor for a dead writer's."""
     high: datetime | None = None
 
-    def stamp(self) -> str:
-        """A date_added at or above the floor, later than every other of this process."""
-        return self.book._stamp(self)
+    def stamp(self, span: int = 1) -> str:
+        """A date_added at or above the floor, later than every other of this process.
+
+        ``span`` > 1 reserves the ``span`` microseconds from it: the next stamp of the
+        process comes after them (the ``records`` collection spreads one batch's
+        versions over them, core/record_indicators.py ``stamp_for``).
+        """
+        return self.book._stamp(self, span)
 
     def overran(self) -> bool:
         """True when the writes made under this hold were acknowledged too late (writer 4)."""
@@ -257,14 +262,14 @@ class DateAddedBook:
             self._inflight[token] = _Entry(floor)
             return Hold(self, token, floor, deadline - self.skew)
 
-    def _stamp(self, held: Hold) -> str:
+    def _stamp(self, held: Hold, span: int = 1) -> str:
         with self._stamp_lock:
             now = max(self.clock.now(), held.floor)
             if self._last is not None and now <= self._last:
                 now = self._last + TICK
-            self._last = now
-            if held.high is None or now > held.high:
-                held.high = now
+            self._last = now + (max(1, span) - 1) * TICK
+            if held.high is None or self._last > held.high:
+                held.high = self._last
             return format_timestamp(now)
 
     def _end(self, held: Hold, failed: bool) -> None:

@@ -251,3 +251,19 @@ def test_decay_below_the_threshold_is_a_new_version_that_has_expired(site: Site)
     assert v2["id"] == v1["id"] and v2["modified"] > v1["modified"]
     assert v2["confidence"] < threshold
     assert v2["valid_until"] <= format_timestamp(site.clock.now())
+
+
+def test_a_client_resuming_only_from_date_added_last_gets_a_whole_batch(site: Site) -> None:
+    """One batch writes 60 records; a poller that ignores ``next`` and resumes from
+    X-TAXII-Date-Added-Last with limit 10 (as the multi-correlator poller does) gets all."""
+    site.push("gd", *[report(pattern=f"[ipv4-addr:value = '192.0.2.{n}']") for n in range(60)])
+    site.correlate()
+    seen: set[str] = set()
+    mark: str | None = None
+    for _ in range(40):
+        r = site.page("hk", limit=10, **({"added_after": mark} if mark else {}))
+        seen |= {o["id"] for o in r.json()["objects"]}
+        mark = r.headers.get("X-TAXII-Date-Added-Last", mark)
+        if not r.json()["more"]:
+            break
+    assert len(seen) == 60
