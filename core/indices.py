@@ -46,6 +46,9 @@ SCHEMAS: dict[str, dict[str, FieldType]] = {
         "readers": "keyword",
         "view_of": "keyword",
         "rescore_due": "keyword",
+        # core/record_indicators.py: the view's version in the ``records`` TAXII collection
+        "changed_at": "keyword",
+        "indicator_id": "keyword",
     },
     names.INDEX_OBJECTS: {
         "id": "keyword",

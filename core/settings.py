@@ -45,6 +45,9 @@ class TaxiiSettings(BaseModel):
     clock_skew_s: float = 5.0
     """Largest clock difference between processes; a writer re-stamps its objects when its
     write outlived its floor's lease minus this."""
+    records_expire_below: float = Field(default=25.0, ge=0, le=100)
+    """The ``records`` collection's ``valid_until``: when a record's decayed score (as its
+    reader sees it) falls below this (core/record_indicators.py)."""
 
 
 class LimitsSettings(BaseModel):

@@ -55,8 +55,10 @@ from core.consuming import DeadLetter
 from core.errors import Unavailable
 from core.indicators import RecordChange, record_change
 from core.ports import Bus, Filter, Hit, Missing, Put, Query, Range, Sort, Store, Stored, Term
+from core.record_indicators import STAMP_SPAN, stamp_for
+from core.record_indicators import stamp as stamp_version
 from core.services import default_sharing
-from core.views import content_of, rescore_due
+from core.views import AudienceSet, content_of, rescore_due
 from correlate import merge
 from correlate.score import (
     SCORE_THRESHOLDS,
@@ -68,6 +70,7 @@ from correlate.score import (
 )
 from correlate.views import assemble, plan_record
 from records.changes import ChangeAnnouncer
+from records.date_added import book_of
 from records.outbox import Outbox
 from records.views import (
     AudienceSource,
@@ -206,33 +209,43 @@ class Rescorer:
         for page in record_pages(self.store):
             if stop is not None and stop.is_set():
                 return written
-            puts: list[Put] = []
-            items: list[Materialise] = []
-            for stored in page:
-                record = stored.doc
-                if record_problem(record) is not None:
-                    continue
-                # A record stored before views existed gets its views now (scored now).
-                parts = merge.upgrade(dict(record))
-                plan = plan_record(parts, record, audiences, self.scorer, self.agency_profile, now)
-                rev = int(record.get("rev", 0)) + 1
-                doc = assemble(plan, audiences, rev)
-                if [doc.get(f) for f in ("readers", "views")] == [
-                    record.get(f) for f in ("readers", "views")
-                ]:
-                    continue
-                puts.append(Put(stored.key, doc, expected=stored.version))
-                items.append(Materialise(stored.key, rev, tuple(doc["views"]),
-                                         tuple(plan.removed)))  # fmt: skip
-            if puts:
-                notes = [n for n in [self.views.note(items)] if n is not None]
-                outcomes = self.store.put_many(names.INDEX_INDICATORS, puts)
-                ok = {r.key for r in outcomes if r.ok}
-                self.views.write([i for i in items if i.record_key in ok], notes)
-                written += len(ok)
+            with book_of(self.store, self.clock).hold() as held:
+                written += self._review_page(page, audiences, now, held.stamp(STAMP_SPAN))
         mark_reviewed(self.store, audiences.fingerprint)
         if written:
             log.info("re-view: %d records' views re-planned for a new audience set", written)
+        return written
+
+    def _review_page(
+        self, page: list[Stored], audiences: AudienceSet, now: datetime, stamp: str
+    ) -> int:
+        """Re-plan one page of records (``review``); views rebuilt get ``stamp``."""
+        written = 0
+        puts: list[Put] = []
+        items: list[Materialise] = []
+        for stored in page:
+            record = stored.doc
+            if record_problem(record) is not None:
+                continue
+            # A record stored before views existed gets its views now (scored now).
+            parts = merge.upgrade(dict(record))
+            plan = plan_record(parts, record, audiences, self.scorer, self.agency_profile,
+                               now, stamp=stamp)  # fmt: skip
+            rev = int(record.get("rev", 0)) + 1
+            doc = assemble(plan, audiences, rev)
+            if [doc.get(f) for f in ("readers", "views")] == [
+                record.get(f) for f in ("readers", "views")
+            ]:
+                continue
+            puts.append(Put(stored.key, doc, expected=stored.version))
+            items.append(Materialise(stored.key, rev, tuple(doc["views"]),
+                                     tuple(plan.removed)))  # fmt: skip
+        if puts:
+            notes = [n for n in [self.views.note(items)] if n is not None]
+            outcomes = self.store.put_many(names.INDEX_INDICATORS, puts)
+            ok = {r.key for r in outcomes if r.ok}
+            self.views.write([i for i in items if i.record_key in ok], notes)
+            written += len(ok)
         return written
 
     def run_pass(self, stop: threading.Event | None = None) -> RescoreResult:
@@ -271,7 +284,13 @@ class Rescorer:
         The page's documents and versions come with the search (no second read):
         on Elasticsearch one may be a refresh behind, and its write then comes back
         as a conflict and is skipped, as for a record the correlator wrote meanwhile.
+        Every view re-scored is a new version in the ``records`` TAXII collection:
+        one stamp for the page, taken and written under a date_added floor.
         """
+        with book_of(self.store, self.clock).hold() as held:
+            return self._rescore_page(page, now, held.stamp(STAMP_SPAN))
+
+    def _rescore_page(self, page: list[Stored], now: datetime, stamp: str) -> RescoreResult:
         result = RescoreResult(pages=1)
         puts: list[Put] = []
         changes: dict[str, RecordChange] = {}
@@ -291,7 +310,7 @@ class Rescorer:
                 dead.append(DeadLetter(key, orjson.dumps(record), f"record {key}: {problem}"))
                 continue
             if "basis" in record:
-                found = self._rescore_views(key, record, now, at, result)
+                found = self._rescore_views(key, record, now, at, stamp_for(stamp, key))
                 if found is None:
                     result.skipped += 1
                     continue
@@ -312,6 +331,7 @@ class Rescorer:
             if [record.get(f) for f in _RESCORED] == was:
                 result.skipped += 1
                 continue
+            stamp_version(record, stamp_for(stamp, key))
             puts.append(Put(key=key, doc=record, expected=current.version))
             if "score_crossing" in kinds:
                 # "cause" lets the alert engine tell decay from new intelligence.
@@ -354,7 +374,9 @@ class Rescorer:
         result.crossings = len(announced)
         return result
 
-    def _rescored(self, content: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+    def _rescored(
+        self, content: dict[str, Any], now: datetime, stamp: str
+    ) -> dict[str, Any] | None:
         """``content`` re-scored at ``now`` as a new dict, or None when nothing changes.
 
         A view that is not due, or whose score, state and next re-score stay, is
@@ -370,20 +392,21 @@ class Rescorer:
             apply_decay(fresh, now)
         if [fresh.get(f) for f in _RESCORED] == [content.get(f) for f in _RESCORED]:
             return None
+        stamp_version(fresh, stamp)
         return fresh
 
     def _rescore_views(
-        self, key: str, record: dict[str, Any], now: datetime, at: str, result: RescoreResult
+        self, key: str, record: dict[str, Any], now: datetime, at: str, stamp: str
     ) -> tuple[dict[str, Any], list[RecordChange], Materialise] | None:
         """Re-score each due view of a record; the record to write, its crossings, its views."""
         audiences = self.audiences.current()
         found: list[RecordChange] = []
         own = content_of(record)
-        fresh_own = self._rescored(own, now)
+        fresh_own = self._rescored(own, now, stamp)
         views = [dict(v) for v in record.get("views") or []]
         touched = fresh_own is not None
         for view in views:
-            fresh = self._rescored(view["view"], now)
+            fresh = self._rescored(view["view"], now, stamp)
             if fresh is None:
                 continue
             touched = True

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from core.indicators import RecordChange, record_change
+from core.record_indicators import stamp as stamp_version
+from core.record_indicators import stamp_for
 from core.views import (
     AudienceSet,
     Change,
@@ -36,8 +38,13 @@ def builder(
     profile: Callable[[str], AgencyProfile],
     now: datetime,
     hits: list[str],
+    stamp: str | None = None,
 ) -> Callable[[Visible], Content]:
-    """``build(visible)`` for the views of ``record`` at ``now`` (module docstring)."""
+    """``build(visible)`` for the views of ``record`` at ``now`` (module docstring).
+
+    ``stamp``: the view's version stamp ``changed_at`` (core/record_indicators.py),
+    taken under a date_added floor by the writer; every view built here is new content.
+    """
     identity = {k: record.get(k) for k in IDENTITY}
 
     def build(visible: Visible) -> Content:
@@ -52,6 +59,8 @@ def builder(
         }
         merge.summarise(view)
         scorer.apply(view, profile, now, hits)
+        if stamp is not None:
+            stamp_version(view, stamp)
         return view
 
     return build
@@ -112,12 +121,19 @@ def plan_record(
     now: datetime,
     *,
     force_full: bool = False,
+    stamp: str | None = None,
 ) -> Plan:
-    """Plan the views of ``record`` (merged now) against its stored form ``old``."""
+    """Plan the views of ``record`` (merged now) against its stored form ``old``.
+
+    ``stamp``: the batch's version stamp; the views rebuilt take the record's place in
+    it (core/record_indicators.py ``stamp_for``).
+    """
     hits = record.get("warninglist_hits")
     if hits is None:
         hits = scorer.hits(record)
-    build = builder(record, scorer, profile, now, list(hits))
+    if stamp is not None:
+        stamp = stamp_for(stamp, str(record["key"]))
+    build = builder(record, scorer, profile, now, list(hits), stamp)
     return plan_views(record, audiences, build, old=old, force_full=force_full)
 
 

@@ -45,11 +45,13 @@ from core.patterns import DEFAULT_LIMITS, PatternLimits
 from core.policy import SharingPolicy, crossing_observable_types
 from core.ports import Bus, Incoming, Put, Store, Stored, Version
 from core.provenance import Provenance
+from core.record_indicators import STAMP_SPAN
 from core.settings import OutboxSettings, WritesSettings
 from correlate import merge
 from correlate.score import AgencyProfile, Scorer
 from correlate.views import announced, assemble, plan_record, snapshot
 from records.changes import ChangeAnnouncer
+from records.date_added import book_of
 from records.objects import (
     note_references,
     object_key,
@@ -290,21 +292,26 @@ class Correlator(ConsumerStage):
         # present in this one (``_resolve_refs``). Writing them concurrently overlaps
         # one's store round trips with the other's Python work; both finish before
         # the caller commits.
-        objects_done = self._objects_writer.submit(
-            store_objects, self.store, good, self.clock, self.sharing, self.writes
-        )
-        try:
-            # References are noted before the named indicators' versions are read,
-            # and an indicator's versions are stored before its references are read
-            # (below): of a sighting and its indicator handled at the same moment by
-            # two workers, one always sees the other.
-            note_references(self.store, referrers, self.writes)
-            keys_of = self._resolve_refs(work, sighting_refs, link_refs)
-            if withdrawn:
-                self._withdraw(work, withdrawn)
-            self._write_records(work, result)
-        finally:
-            objects_done.result()
+        # The records' version stamp (core/record_indicators.py) is taken before the
+        # objects are stamped, never concurrently: what a stamp is must not depend on
+        # thread timing (nor, through it, on reports a reader may not see).
+        with book_of(self.store, self.clock).hold() as held:
+            stamp = held.stamp(STAMP_SPAN)
+            objects_done = self._objects_writer.submit(
+                store_objects, self.store, good, self.clock, self.sharing, self.writes
+            )
+            try:
+                # References are noted before the named indicators' versions are read,
+                # and an indicator's versions are stored before its references are read
+                # (below): of a sighting and its indicator handled at the same moment by
+                # two workers, one always sees the other.
+                note_references(self.store, referrers, self.writes)
+                keys_of = self._resolve_refs(work, sighting_refs, link_refs)
+                if withdrawn:
+                    self._withdraw(work, withdrawn)
+                self._write_records(work, result, stamp)
+            finally:
+                objects_done.result()
         new_ids = sorted({i.obj["id"] for i in good if i.obj["type"] == "indicator"})
         if new_ids:
             late = self._attach_earlier(keys_of, new_ids, referrers)
@@ -427,14 +434,22 @@ class Correlator(ConsumerStage):
                         late.links.setdefault(key, []).append(link)
         return late
 
-    def _write_records(self, work: _Work, result: BatchResult) -> None:
+    def _write_records(self, work: _Work, result: BatchResult, stamp: str | None = None) -> None:
         """Merge, plan the views of, score and write the records ``work`` touches.
 
         core/views.py: every view is rebuilt only if its own parts changed; the
         record document carries its own view and the others' (records/views.py
         materialises those after the write). records/rmw.py: a conflict re-reads
         and re-applies.
+
+        Views rebuilt here are new versions in the ``records`` TAXII collection: their
+        ``stamp`` is taken, and both writes made, under a date_added floor
+        (records/date_added.py); without one given, a hold is taken here.
         """
+        if stamp is None:
+            with book_of(self.store, self.clock).hold() as held:
+                self._write_records(work, result, held.stamp(STAMP_SPAN))
+            return
         now = self.clock.now()
         at = format_timestamp(now)
         audiences = self.audiences.current()
@@ -466,7 +481,9 @@ class Correlator(ConsumerStage):
             if not changed:
                 staged.pop(key, None)
                 return None
-            plan = plan_record(record, old, audiences, self.scorer, self.agency_profile, now)
+            plan = plan_record(
+                record, old, audiences, self.scorer, self.agency_profile, now, stamp=stamp
+            )
             rev = int((old or {}).get("rev", 0)) + 1
             new_doc = assemble(plan, audiences, rev)
             staged[key] = (

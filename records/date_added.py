@@ -46,7 +46,9 @@ without waiting for a refresh), and again after this process released a write
 2. if ``W`` is past ``horizon``, write ``horizon = W`` conditional on the
    version read (a writer that registered in between makes it conflict: read
    again);
-3. refresh the objects index;
+3. refresh the objects index (and the indicators index, whose view documents are the
+   versions of the ``records`` collection, stamped by the correlator, the re-score and
+   the re-view under floors like any other writer: core/record_indicators.py);
 4. serve only versions with ``date_added <= W``.
 
 Why a version O with ``date_added(O) <= W`` is searchable when W is served.
@@ -91,7 +93,7 @@ from typing import Any
 
 from core.clock import Clock, format_timestamp, parse_timestamp
 from core.errors import StoreUnavailable, WriteContention
-from core.names import INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
+from core.names import INDEX_INDICATORS, INDEX_OBJECT_VERSIONS, INDEX_OBJECTS
 from core.ports import Put, Store, Stored
 from core.settings import TaxiiSettings, WritesSettings
 from records.rmw import read_modify_write
@@ -136,9 +138,14 @@ class Hold:
     """After this (writer's clock) a reader may take the floor for a dead writer's."""
     high: datetime | None = None
 
-    def stamp(self) -> str:
-        """A date_added at or above the floor, later than every other of this process."""
-        return self.book._stamp(self)
+    def stamp(self, span: int = 1) -> str:
+        """A date_added at or above the floor, later than every other of this process.
+
+        ``span`` > 1 reserves the ``span`` microseconds from it: the next stamp of the
+        process comes after them (the ``records`` collection spreads one batch's
+        versions over them, core/record_indicators.py ``stamp_for``).
+        """
+        return self.book._stamp(self, span)
 
     def overran(self) -> bool:
         """True when the writes made under this hold were acknowledged too late (writer 4)."""
@@ -255,14 +262,14 @@ class DateAddedBook:
             self._inflight[token] = _Entry(floor)
             return Hold(self, token, floor, deadline - self.skew)
 
-    def _stamp(self, held: Hold) -> str:
+    def _stamp(self, held: Hold, span: int = 1) -> str:
         with self._stamp_lock:
             now = max(self.clock.now(), held.floor)
             if self._last is not None and now <= self._last:
                 now = self._last + TICK
-            self._last = now
-            if held.high is None or now > held.high:
-                held.high = now
+            self._last = now + (max(1, span) - 1) * TICK
+            if held.high is None or self._last > held.high:
+                held.high = self._last
             return format_timestamp(now)
 
     def _end(self, held: Hold, failed: bool) -> None:
@@ -357,6 +364,8 @@ class DateAddedBook:
         try:
             self._write(publish)
             self.store.refresh(INDEX_OBJECTS)
+            # the ``records`` collection's versions are view documents (core/record_indicators.py)
+            self.store.refresh(INDEX_INDICATORS)
         except StoreUnavailable:
             if cached is None:
                 raise

@@ -5,6 +5,8 @@
 - ``shared-all``: everything the reader may see under DOMAIN.md "Sharing".
 - ``shared-gd`` / ``shared-hk`` / ``shared-mo``: the same, limited to objects
   from that jurisdiction.
+- ``records``: the consumer collection, one STIX indicator per deduplicated record
+  in the reader's view (api/taxii/records.py, core/record_indicators.py).
 
 Collection ids are stable UUIDs derived from the name and shaped as version 4
 (the 122 name-derived bits of uuid5(namespace, name) with the version nibble 4
@@ -112,7 +114,21 @@ def inbox(agency_id: str) -> Collection:
     )
 
 
-_SHARED = {c.name: c for c in shared_collections()}
+RECORDS = "records"
+
+
+def records_collection() -> Collection:
+    """The consumer collection (issue 18): ThreatBay's deduplicated, scored, expiring view."""
+    return Collection(
+        RECORDS,
+        "Records: deduplicated, scored, expiring indicators",
+        "One STIX indicator per record you may see: merged across agencies, confidence = "
+        "ThreatBay's score, valid_until when it decays away, revoked when every source "
+        "you see revoked. Point a SIEM here.",
+    )
+
+
+_SHARED = {c.name: c for c in [*shared_collections(), records_collection()]}
 _SHARED_BY_ID = {i: c for c in _SHARED.values() for i in (c.id, c.former_id)}
 
 

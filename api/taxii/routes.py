@@ -18,10 +18,11 @@ from starlette.responses import Response
 
 from api.deps import CurrentPrincipal
 from api.taxii import service
-from api.taxii.collections import Collection, visible_collections
+from api.taxii.collections import RECORDS, Collection, visible_collections
 from api.taxii.errors import TaxiiError, not_found
 from api.taxii.media import TAXII_21, accepts_taxii21, is_taxii21_content
 from api.taxii.pagination import Filters, parse_filters
+from api.taxii.records import select_records
 from api.taxii.sharing import release_entries, tags_of, view_of
 from core.access import Principal
 from core.errors import StoreUnavailable
@@ -97,6 +98,31 @@ def _reader(
     reader = reader_of(p)
     sharing = request.app.state.sharing_policy
     return tags_of(reader), lambda doc: view_of(sharing, reader, doc, rules)
+
+
+def _records_page(
+    request: Request,
+    p: Principal,
+    filters: Filters,
+    scope: str,
+    stix_id: str | None = None,
+) -> service.Selection:
+    """A page of the ``records`` collection (api/taxii/records.py), its release audited."""
+    s = _services(request)
+    sel, views = select_records(
+        s.store,
+        request.app.state.sharing_policy,
+        reader_of(p),
+        filters,
+        scope,
+        settled=_settled(request),
+        expire_below=s.settings.taxii.records_expire_below,
+        now=s.clock.now(),
+        stix_id=stix_id,
+    )
+    if views:
+        records_of(s).audit.record_access(p, "taxii.records", views)
+    return sel
 
 
 def _audit_releases(request: Request, p: Principal, sel: service.Selection, rules: Any) -> None:
@@ -193,6 +219,9 @@ def taxii_router() -> APIRouter:
         service.require_read(coll, p)
         scope = f"manifest|{coll.name}"
         filters = _filters(request, MATCH_OBJECTS, scope)
+        if coll.name == RECORDS:
+            sel = _records_page(request, p, filters, scope)
+            return taxii_response(service.manifest(sel), headers=sel.headers())
         tags, view = _reader(request, coll, p)
         sel = service.select(
             _services(request).store, coll, filters, scope, tags, view, settled=_settled(request)
@@ -208,6 +237,9 @@ def taxii_router() -> APIRouter:
         service.require_read(coll, p)
         scope = f"objects|{coll.name}"
         filters = _filters(request, MATCH_OBJECTS, scope)
+        if coll.name == RECORDS:
+            sel = _records_page(request, p, filters, scope)
+            return taxii_response(service.envelope(sel), headers=sel.headers())
         rules: dict[str, str] = {}
         tags, view = _reader(request, coll, p, rules)
         sel = service.select(
@@ -275,6 +307,11 @@ def taxii_router() -> APIRouter:
         service.require_read(coll, p)
         scope = f"object|{coll.name}|{object_id}"
         filters = _filters(request, ("version", "spec_version"), scope)
+        if coll.name == RECORDS:
+            sel = _records_page(request, p, filters, scope, object_id)
+            if not sel.items and filters.after is None:
+                raise not_found(f"no object {object_id!r} in {coll.name} matching these filters")
+            return taxii_response(service.envelope(sel), headers=sel.headers())
         rules: dict[str, str] = {}
         tags, view = _reader(request, coll, p, rules)
         sel = service.select(
@@ -313,6 +350,11 @@ def taxii_router() -> APIRouter:
         service.require_read(coll, p)
         scope = f"versions|{coll.name}|{object_id}"
         filters = _filters(request, ("spec_version",), scope)
+        if coll.name == RECORDS:
+            sel = _records_page(request, p, filters, scope, object_id)
+            if not sel.items and filters.after is None:
+                raise not_found(f"no object {object_id!r} in {coll.name}")
+            return taxii_response(service.versions(sel), headers=sel.headers())
         tags, view = _reader(request, coll, p)
         sel = service.select(
             _services(request).store,

@@ -1,12 +1,13 @@
-"""``threatbay correlate`` whose store holds every objects-index write back a while.
+"""``threatbay correlate`` whose store holds every objects- and indicators-index write back.
 
 Run as ``python -m tests.e2e.delayed_correlate`` (the multi-correlator date_added
 test starts three). It is the real command (``threatbay.cli`` ``correlate``, real
 Kafka, real Elasticsearch); only the store is wrapped: each ``put_many`` on the
-objects index sleeps a random 0..``THREATBAY_TEST_OBJECT_WRITE_DELAY_S`` seconds
-before it is sent, as a slow or busy Elasticsearch node would. A version is
-stamped with its ``date_added`` before that write, so the delay widens the window
-in which an object stamped earlier becomes searchable after one stamped later.
+objects or indicators index sleeps a random 0..``THREATBAY_TEST_OBJECT_WRITE_DELAY_S``
+seconds before it is sent, as a slow or busy Elasticsearch node would. A version
+(an object, or a record view of the ``records`` collection) is stamped before that
+write, so the delay widens the window in which a version stamped earlier becomes
+searchable after one stamped later.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from core.names import INDEX_OBJECTS
+from core.names import INDEX_INDICATORS, INDEX_OBJECTS
 from core.ports import Put, PutResult, Store
 from core.settings import Settings
 
@@ -32,7 +33,7 @@ class DelayedObjectWrites:
         self._rng = rng
 
     def put_many(self, index: str, puts: Sequence[Put]) -> list[PutResult]:
-        if index.endswith(INDEX_OBJECTS) and puts:
+        if (index.endswith(INDEX_OBJECTS) or index.endswith(INDEX_INDICATORS)) and puts:
             time.sleep(self._rng.uniform(0.0, self._max))
         return self._store.put_many(index, puts)
 

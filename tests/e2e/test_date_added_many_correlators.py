@@ -13,6 +13,11 @@ Before issue 18 a version was stamped (``date_added`` = now, increasing only
 within one process) before its write was searchable: an object stamped by one
 correlator became visible after a later-stamped one from another, behind the
 poller's cursor, and was skipped for ever.
+
+A second poller reads the ``records`` collection the same way (its versions are
+record views, stamped by the correlators under the same floors; the indicators
+index writes are held back too): it must receive each record's versions in
+increasing ``modified`` order and end with every record's latest version.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.elasticsearch, pytest.mark.timeout(
 
 TAXII = "application/taxii+json;version=2.1"
 PER_AGENCY = 300
+POOL = 40
+RECORDS = POOL  # the agencies' n-th objects share one value (tests/faults/harness.py)
 CORRELATORS = 3
 READER = Agency(
     "gd-cncert", "CNCERT Guangdong", "GD", f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, 'gd2')}", "B"
@@ -68,12 +75,14 @@ class DelayedCorrelator(Stage):
 class Poller(threading.Thread):
     """Polls ``shared-all`` with ``added_after`` = the previous X-TAXII-Date-Added-Last."""
 
-    def __init__(self, base: str, key: tuple[str, str]) -> None:
-        super().__init__(name="poller", daemon=True)
+    def __init__(self, base: str, key: tuple[str, str], collection: str = "shared-all") -> None:
+        super().__init__(name=f"poller-{collection}", daemon=True)
         token = base64.b64encode(f"{key[0]}:{key[1]}".encode()).decode()
         self.headers = {"Authorization": f"Basic {token}", "Accept": TAXII}
-        self.url = f"{base}/taxii2/api/collections/shared-all/objects/"
+        self.url = f"{base}/taxii2/api/collections/{collection}/objects/"
         self.received: Counter[str] = Counter()
+        self.last: dict[str, str] = {}  # id -> the latest ``modified`` received
+        self.regressions: list[tuple[str, str, str]] = []
         self.cursor: str | None = None
         self.requests = 0
         self.errors: Counter[str] = Counter()
@@ -103,6 +112,10 @@ class Poller(threading.Thread):
                 with self.lock:
                     for obj in resp.json().get("objects", []):
                         self.received[obj["id"]] += 1
+                        before = self.last.get(obj["id"])
+                        if before is not None and obj["modified"] <= before:
+                            self.regressions.append((obj["id"], before, obj["modified"]))
+                        self.last[obj["id"]] = obj["modified"]
                 last = resp.headers.get("x-taxii-date-added-last")
                 if last:
                     self.cursor = last
@@ -112,6 +125,19 @@ class Poller(threading.Thread):
     def seen(self) -> set[str]:
         with self.lock:
             return set(self.received)
+
+
+def latest_records(base: str, headers: dict[str, str]) -> dict[str, str]:
+    """Every record indicator of the ``records`` collection now: id -> ``modified``."""
+    out: dict[str, str] = {}
+    params: dict[str, Any] = {"limit": 1000}
+    url = f"{base}/taxii2/api/collections/records/objects/"
+    while True:
+        page = httpx.get(url, params=params, headers=headers, timeout=30.0).json()
+        out.update({o["id"]: o["modified"] for o in page["objects"]})
+        if not page.get("more"):
+            return out
+        params = {"limit": 1000, "next": page["next"]}
 
 
 def test_poller_resuming_from_date_added_last_gets_every_object_once(
@@ -140,7 +166,9 @@ def test_poller_resuming_from_date_added_last_gets_every_object_once(
 
         poller = Poller(p.base, (cred.key_id, secret))
         poller.start()
-        pushers = p.pushers(PER_AGENCY, batch=5, pause_s=0.15, pool=40, max_s=240)
+        records = Poller(p.base, (cred.key_id, secret), "records")
+        records.start()
+        pushers = p.pushers(PER_AGENCY, batch=5, pause_s=0.15, pool=POOL, max_s=240)
         for t in pushers:
             t.join(300)
         with p.stats.lock:
@@ -160,10 +188,27 @@ def test_poller_resuming_from_date_added_last_gets_every_object_once(
                 caught_up = time.monotonic() - stored_at
                 break
             time.sleep(0.2)
+        final: dict[str, str] = {}
+        while time.monotonic() < stored_at + 60:
+            final = latest_records(p.base, poller.headers)
+            if len(final) == RECORDS and records.last == final:
+                break
+            time.sleep(0.5)
         requests_then = poller.requests
         time.sleep(3)  # a few more polls: anything served twice would show now
         poller.stop.set()
+        records.stop.set()
         poller.join(30)
+        records.join(30)
+        print(
+            f"[records] records={len(final)} versions received={sum(records.received.values())} "
+            f"polls={records.requests} regressions={len(records.regressions)} "
+            f"poll_errors={dict(records.errors) or 'none'}"
+        )
+        assert len(final) == RECORDS, f"{len(final)} records listed, {RECORDS} expected"
+        stale = {i: (records.last.get(i), m) for i, m in final.items() if records.last.get(i) != m}
+        assert not stale, f"{len(stale)} records' latest versions never reached the poller"
+        assert not records.regressions, records.regressions[:5]
 
         missing = accepted - poller.seen()
         twice = {sid: n for sid, n in poller.received.items() if n > 1}

@@ -206,7 +206,14 @@ def test_secrets_are_stored_hashed(services: Services, keys: Any) -> None:
 def test_collections_list_shared_ones_and_only_my_inbox(client: TestClient, keys: Any) -> None:
     cols = client.get(ROOT + "collections/", headers=keys["gd"].basic).json()["collections"]
     aliases = {c["alias"]: c for c in cols}
-    assert set(aliases) == {"shared-all", "shared-gd", "shared-hk", "shared-mo", "inbox-gd-cac"}
+    assert set(aliases) == {
+        "shared-all",
+        "shared-gd",
+        "shared-hk",
+        "shared-mo",
+        "records",
+        "inbox-gd-cac",
+    }
     assert aliases["inbox-gd-cac"]["can_write"] is True
     assert aliases["shared-all"]["can_write"] is False
     assert all(c["can_read"] for c in cols)

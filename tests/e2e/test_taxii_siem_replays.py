@@ -311,7 +311,7 @@ def test_every_collection_id_is_uuidv4_shaped_for_sentinel(live_server: str, key
         f"{live_server}/taxii2/api/collections/", headers=basic(gd) | {"Accept": TAXII}
     )
     ids = [c["id"] for c in resp.json()["collections"]]
-    assert len(ids) == 5 and all(UUID4.match(i) for i in ids), ids
+    assert len(ids) == 6 and all(UUID4.match(i) for i in ids), ids  # records too
     assert all(uuid.UUID(i).version == 4 for i in ids)
     again = httpx.get(
         f"{live_server}/taxii2/api/collections/", headers=basic(gd) | {"Accept": TAXII}

@@ -41,11 +41,12 @@ from api.app import create_app
 from api.auth import FailureLimiter, PrincipalCache
 from core import names
 from core.access import Agency, bearer_token
-from core.clock import FakeClock
+from core.clock import FakeClock, format_timestamp
 from core.consuming import ConsumerStage
 from core.crossborder import whitelist_from_yaml_text
 from core.policy import SharingPolicy
 from core.ports import Consumer, Query, Store, Term
+from core.record_indicators import indicator_id
 from core.settings import ApiSettings, Settings
 from correlate.alerter import AlertEngine, escalation_tick
 from correlate.rules import RuleSet, load_ruleset
@@ -571,6 +572,22 @@ class World:
         for obj_id in probes.object_ids:  # every object of either run, hidden ones too
             ask(f"{base}objects/{obj_id}/", {"match[version]": "all"}, taxii=True)
             ask(f"{base}objects/{obj_id}/versions/", taxii=True)
+
+        # --- the consumer collection ``records`` (issue 18): one indicator per record view
+        base = "/taxii2/api/collections/records/"
+        for params in ({}, {"match[version]": "all"}, {"added_after": format_timestamp(T0)}):
+            ask(base + "objects/", params, taxii=True)
+            ask(base + "manifest/", params, taxii=True)
+        token: str | None = None
+        for _ in range(50):  # one by one: every ``next`` token and header is observable
+            page = ask(base + "objects/", {"limit": 1} | ({"next": token} if token else {}),
+                       taxii=True)  # fmt: skip
+            token = orjson.loads(page.body).get("next") if page.status == 200 else None
+            if not token:
+                break
+        for k in probes.keys:  # every record key of either run (and view document keys)
+            ask(f"{base}objects/{indicator_id(k)}/", taxii=True)
+            ask(f"{base}objects/{indicator_id(k)}/versions/", taxii=True)
         return out
 
 
