@@ -34,7 +34,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from core.alerts import PLATFORM_IDENTITY
 from core.clock import parse_timestamp
+from core.record_indicators import indicator_id
 
 #: Longest value any format writes (longer: omitted). DNS names are capped at 253 anyway.
 MAX_VALUE_CHARS = 2048
@@ -628,7 +630,7 @@ def stix_pattern(row: ExportRow) -> str | None:
 
 @dataclass
 class Stix(Format):
-    """A STIX 2.1 bundle of one indicator per record (deterministic ids)."""
+    """A STIX 2.1 bundle of one indicator per record, with the ``records`` collection's ids."""
 
     name: ClassVar[str] = "stix"
     media_type: ClassVar[str] = "application/stix+json;version=2.1"
@@ -649,7 +651,10 @@ class Stix(Format):
         obj = {
             "type": "indicator",
             "spec_version": "2.1",
-            "id": f"indicator--{uuid.uuid5(_EXPORT_NS, row.key)}",
+            # The id of the record's indicator in the TAXII ``records`` collection, so a
+            # SIEM that takes both sees one indicator per record.
+            "id": indicator_id(row.key),
+            "created_by_ref": PLATFORM_IDENTITY,
             "created": created,
             "modified": modified,
             "name": f"{row.export_type} {row.value[:200]}",

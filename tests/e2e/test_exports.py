@@ -28,6 +28,7 @@ from core import names
 from core.access import Agency
 from core.clock import FakeClock
 from core.ports import Term
+from core.record_indicators import indicator_id as record_indicator_id
 from correlate.alerter import AlertEngine
 from correlate.rules import load_ruleset
 from records.books import records_of
@@ -177,6 +178,9 @@ def test_every_format_parses_and_carries_what_the_reader_may_block(
     patterns = {o["pattern"] for o in objects}
     assert "[domain-name:value = 'shared-c2.example.net']" in patterns
     assert len({o["id"] for o in objects}) == len(objects)
+    # the records collection's id of the same record (core/record_indicators.py)
+    shared = next(o for o in objects if "shared-c2.example.net" in o["pattern"])
+    assert shared["id"] == record_indicator_id("domain-name|value|shared-c2.example.net")
 
 
 def test_sharing_policy_decides_every_export(world: World) -> None:
