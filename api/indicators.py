@@ -30,8 +30,16 @@ from core.errors import BusUnavailable
 from core.policy import reader_of
 from core.stix import object_version
 from ingest.push import admission_for, push_objects
-from ingest.sightings import sighted_source, sighting_marking
+from ingest.sightings import (
+    FALSE_POSITIVE,
+    SIGHTING_TYPE,
+    own_false_positives,
+    sighted_source,
+    sighting_marking,
+    withdrawal_of,
+)
 from records.object_signatures import signatures_of
+from records.objects import stored_versions
 
 CSV = Annotated[list[str] | None, Query()]
 
@@ -43,6 +51,12 @@ class SightingIn(BaseModel):
     first_seen: str | None = None
     last_seen: str | None = None
     description: str | None = Field(None, max_length=4000)
+
+
+class FalsePositiveIn(BaseModel):
+    """Why the caller's agency holds this record to be a false positive."""
+
+    reason: str = Field(min_length=1, max_length=4000)
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -152,6 +166,59 @@ def router() -> APIRouter:
         } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
         if body.description:
             obj["description"] = body.description
+        await _push_sighting(principal, svc, obj)
+        return {"accepted": True, "sighting": obj}
+
+    @r.post("/indicators/{key:path}/false-positive", status_code=202,
+            summary="Mark this indicator a false positive for your agency")  # fmt: skip
+    async def false_positive(
+        principal: Analyst,
+        svc: Svc,
+        sharing: Sharing,
+        key: str,
+        body: FalsePositiveIn,
+    ) -> dict[str, Any]:
+        view = await run_in_threadpool(
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
+        if view is None:
+            raise not_found(f"no indicator record {key!r} visible to you")
+        sighted = sighted_source(view)
+        if sighted is None:
+            raise ApiError(409, "Conflict", "the record names no indicator to sight")
+        now = format_timestamp(svc.clock.now())
+        obj: dict[str, Any] = {
+            "type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",
+            "created": now, "modified": now, "sighting_of_ref": sighted["stix_id"],
+            "count": 1, "first_seen": now, "last_seen": now,
+            "created_by_ref": principal.agency.identity_id,
+            "description": body.reason, SIGHTING_TYPE: FALSE_POSITIVE,
+        } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
+        await _push_sighting(principal, svc, obj)
+        return {"accepted": True, "sighting": obj}
+
+    @r.delete("/indicators/{key:path}/false-positive", status_code=202,
+              summary="Withdraw your agency's false-positive marks of this indicator")  # fmt: skip
+    async def withdraw_false_positive(
+        principal: Analyst, svc: Svc, sharing: Sharing, key: str
+    ) -> dict[str, Any]:
+        view = await run_in_threadpool(
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
+        marks = own_false_positives(view or {}, principal.agency.id)
+        if not marks:
+            raise not_found(f"your agency has no false-positive mark on {key!r}")
+        pairs = [(str(m["stix_id"]), object_version({"modified": m["modified"]})) for m in marks]
+        stored = await run_in_threadpool(stored_versions, svc.store, pairs)
+        if len(stored) != len(pairs):
+            raise ApiError(409, "Conflict", "the mark is not stored yet; try again shortly")
+        withdrawn = [withdrawal_of(stored[p], svc.clock.now()) for p in pairs]
+        for obj in withdrawn:
+            await _push_sighting(principal, svc, obj)
+        return {"accepted": True, "withdrawn": withdrawn}
+
+    async def _push_sighting(principal: Any, svc: Any, obj: dict[str, Any]) -> None:
+        """Through the ingest path every API sighting takes (ownership, admission, bus)."""
         rules = await run_in_threadpool(admission_for, svc)
         result = await run_in_threadpool(
             push_objects, principal, [obj], svc.bus, svc.clock, rules, str(uuid.uuid4())
@@ -160,7 +227,6 @@ def router() -> APIRouter:
             raise BusUnavailable(result.unavailable)
         if result.failures:
             raise ApiError(422, "Unprocessable", result.failures[0].message or "rejected")
-        return {"accepted": True, "sighting": obj}
 
     @r.get("/stats/indicators", summary="Indicator counts for dashboards")
     def stats(principal: ReaderRole, svc: Svc) -> dict[str, Any]:
