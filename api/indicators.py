@@ -33,6 +33,7 @@ from ingest.push import admission_for, push_objects
 from ingest.sightings import (
     FALSE_POSITIVE,
     SIGHTING_TYPE,
+    ended_now,
     own_false_positives,
     sighted_source,
     sighting_marking,
@@ -51,6 +52,12 @@ class SightingIn(BaseModel):
     first_seen: str | None = None
     last_seen: str | None = None
     description: str | None = Field(None, max_length=4000)
+
+
+class EndIn(BaseModel):
+    """Why the caller's agency ends its own report of this record now (optional)."""
+
+    reason: str | None = Field(None, max_length=4000)
 
 
 class FalsePositiveIn(BaseModel):
@@ -166,7 +173,7 @@ def router() -> APIRouter:
         } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
         if body.description:
             obj["description"] = body.description
-        await _push_sighting(principal, svc, obj)
+        await _push(principal, svc, obj)
         return {"accepted": True, "sighting": obj}
 
     @r.post("/indicators/{key:path}/false-positive", status_code=202,
@@ -194,7 +201,7 @@ def router() -> APIRouter:
             "created_by_ref": principal.agency.identity_id,
             "description": body.reason, SIGHTING_TYPE: FALSE_POSITIVE,
         } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
-        await _push_sighting(principal, svc, obj)
+        await _push(principal, svc, obj)
         return {"accepted": True, "sighting": obj}
 
     @r.delete("/indicators/{key:path}/false-positive", status_code=202,
@@ -214,11 +221,36 @@ def router() -> APIRouter:
             raise ApiError(409, "Conflict", "the mark is not stored yet; try again shortly")
         withdrawn = [withdrawal_of(stored[p], svc.clock.now()) for p in pairs]
         for obj in withdrawn:
-            await _push_sighting(principal, svc, obj)
+            await _push(principal, svc, obj)
         return {"accepted": True, "withdrawn": withdrawn}
 
-    async def _push_sighting(principal: Any, svc: Any, obj: dict[str, Any]) -> None:
-        """Through the ingest path every API sighting takes (ownership, admission, bus)."""
+    @r.post("/indicators/{key:path}/expired", status_code=202,
+            summary="End your agency's own report of this indicator now")  # fmt: skip
+    async def expired(
+        principal: Analyst, svc: Svc, sharing: Sharing, key: str, body: EndIn
+    ) -> dict[str, Any]:
+        """MISP sighting type 2, done the STIX way: a new version with ``valid_until`` now."""
+        view = await run_in_threadpool(
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
+        own = [
+            s for s in (view or {}).get("sources") or []
+            if s.get("agency") == principal.agency.id and not s.get("revoked")
+            and str(s.get("stix_id", "")).startswith("indicator--")
+        ]  # fmt: skip
+        if not own:
+            raise not_found(f"your agency has no live report of {key!r}")
+        pairs = [(str(s["stix_id"]), object_version({"modified": s["modified"]})) for s in own]
+        stored = await run_in_threadpool(stored_versions, svc.store, pairs)
+        if len(stored) != len(pairs):
+            raise ApiError(409, "Conflict", "the report is not stored yet; try again shortly")
+        ended = [ended_now(stored[p], svc.clock.now(), body.reason) for p in pairs]
+        for obj in ended:
+            await _push(principal, svc, obj)
+        return {"accepted": True, "ended": ended}
+
+    async def _push(principal: Any, svc: Any, obj: dict[str, Any]) -> None:
+        """Push one object through the ingest path (ownership, admission, bus)."""
         rules = await run_in_threadpool(admission_for, svc)
         result = await run_in_threadpool(
             push_objects, principal, [obj], svc.bus, svc.clock, rules, str(uuid.uuid4())

@@ -340,9 +340,11 @@ def change_kinds(
         kinds.append("false_positive")
     elif fp_after < fp_before:
         kinds.append("false_positive_withdrawn")
-    elif len(after["sightings"]) > len(before.get("sightings", [])) or any(
+    seen_after = [s for s in after["sightings"] if not is_false_positive(s)]
+    seen_before = [s for s in before.get("sightings", []) if not is_false_positive(s)]
+    if len(seen_after) > len(seen_before) or any(
         a.get("modified") != b.get("modified")
-        for a, b in zip(after["sightings"], before.get("sightings", []), strict=False)
+        for a, b in zip(seen_after, seen_before, strict=False)
     ):
         kinds.append("new_sighting")
     if after.get("state") == "revoked" and before.get("state") != "revoked":
@@ -362,7 +364,10 @@ def change_basis(record: Record) -> Record:
     return {
         "agencies": list(record.get("agencies", [])),
         "jurisdictions": list(record.get("jurisdictions", [])),
-        "sightings": [{"modified": s.get("modified")} for s in record.get("sightings", [])],
+        "sightings": [
+            {"modified": s.get("modified"), "sighting_type": s.get("sighting_type")}
+            for s in record.get("sightings", [])
+        ],
         "state": record.get("state"),
         "score": record.get("score"),
         "false_positives": list(record.get("false_positives") or []),

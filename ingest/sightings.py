@@ -21,7 +21,7 @@ from core.provenance import Tlp
 from core.stix import FALSE_POSITIVE, SIGHTING_TYPE
 
 __all__ = ["FALSE_POSITIVE", "SIGHTING_TYPE", "own_false_positives", "sighted_source",
-           "sighting_marking", "withdrawal_of"]  # fmt: skip
+           "sighting_marking", "withdrawal_of", "ended_now"]  # fmt: skip
 
 
 def _tlp(source: Mapping[str, Any]) -> Tlp:
@@ -71,3 +71,21 @@ def withdrawal_of(obj: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     modified = parse_timestamp(str(obj.get("modified") or obj["created"]))
     at = max(now, modified + timedelta(milliseconds=1))
     return dict(obj) | {"modified": format_timestamp(at), "revoked": True}
+
+
+#: Custom property carrying why an agency ended its own report early (optional).
+END_REASON = "x_threatbay_end_reason"
+
+
+def ended_now(obj: Mapping[str, Any], now: datetime, reason: str | None) -> dict[str, Any]:
+    """The next version of an indicator, valid until ``now`` (MISP's sighting type 2).
+
+    STIX 2.1 4.1: ``valid_until`` is when the indicator stops being valid; the
+    creator ends its own report with a new version (ownership applies on ingest).
+    """
+    modified = parse_timestamp(str(obj.get("modified") or obj["created"]))
+    at = max(now, modified + timedelta(milliseconds=1))
+    out = dict(obj) | {"modified": format_timestamp(at), "valid_until": format_timestamp(now)}
+    if reason:
+        out[END_REASON] = reason
+    return out

@@ -214,3 +214,26 @@ def test_only_analysts_mark_and_only_the_marking_agency_withdraws(world: World) 
     r = w.client.post(f"/api/v1/indicators/{missing}/false-positive",
                       json={"reason": "x"}, headers=w.keys["hk"].bearer)  # fmt: skip
     assert r.status_code == 404
+
+
+def test_expired_ends_the_callers_own_report_early(world: World, clock: FakeClock) -> None:
+    """MISP sighting type 2: HK ends its own report now; GD's report still stands."""
+    w = world
+    assert set(w.detail("hk", SHARED)["components"]["per_agency"]) == {"gd-cac", "hk-govcert"}
+    clock.advance(timedelta(minutes=1))
+    r = w.client.post(
+        f"/api/v1/indicators/{quote(SHARED, safe='')}/expired",
+        json={"reason": "took the server down"},
+        headers=w.keys["hk"].bearer,
+    )
+    assert r.status_code == 202, r.text
+    [ended] = r.json()["ended"]
+    assert parse_timestamp(ended["valid_until"]) <= clock.now()
+    clock.advance(timedelta(seconds=1))
+    w.settle()
+    view = w.detail("hk", SHARED)
+    assert set(view["components"]["per_agency"]) == {"gd-cac"}
+    assert view["state"] == "active"
+    r = w.client.post(f"/api/v1/indicators/{quote(SHARED, safe='')}/expired",
+                      json={}, headers=w.keys["mo"].bearer)  # fmt: skip
+    assert r.status_code == 404  # MO has no report of its own on the record

@@ -198,6 +198,9 @@ RULES: dict[tuple[str, str], Call] = {
         "/api/v1/indicators/ipv4-addr|value|198.51.100.1/false-positive",
         json={"reason": "sinkhole"},
     ),
+    ("POST", "/api/v1/indicators/{key:path}/expired"): Call(
+        ACTOR, "/api/v1/indicators/ipv4-addr|value|198.51.100.1/expired", json={}
+    ),
     ("DELETE", "/api/v1/indicators/{key:path}/false-positive"): Call(
         ACTOR, "/api/v1/indicators/ipv4-addr|value|198.51.100.1/false-positive"
     ),
