@@ -237,3 +237,19 @@ def test_expired_ends_the_callers_own_report_early(world: World, clock: FakeCloc
     r = w.client.post(f"/api/v1/indicators/{quote(SHARED, safe='')}/expired",
                       json={}, headers=w.keys["mo"].bearer)  # fmt: skip
     assert r.status_code == 404  # MO has no report of its own on the record
+
+
+def test_the_reason_is_screened_before_it_crosses_a_border(world: World) -> None:
+    """DOMAIN.md: every human-written note that crosses is screened for victim data."""
+    w = world
+    reason = "victim mailbox alice.chan@example.com.hk reported it; our sinkhole"
+    w.mark("hk", SHARED, reason)
+    w.settle()
+    own = w.detail("hk", SHARED)  # the author's jurisdiction reads it as written
+    assert own["false_positives"][0]["reason"] == reason
+    crossed = w.detail("gd", SHARED)
+    text = orjson.dumps(crossed).decode()
+    assert "alice.chan@example.com.hk" not in text
+    assert crossed["false_positives"][0]["reason"] != reason
+    assert any("false positive, hk-govcert:" in line
+               for line in crossed["components"]["explanation"])  # fmt: skip
