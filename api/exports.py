@@ -192,7 +192,9 @@ def rows(
         if request.min_agencies and len(view.get("agencies") or []) < request.min_agencies:
             continue
         reason = None
-        if view.get("warninglist_hits"):
+        if view.get("false_positives"):
+            reason = "false positive"  # README "False-positive feedback"
+        elif view.get("warninglist_hits"):
             reason = "warning list"
         elif allow.hits(view):
             reason = "allow-list"

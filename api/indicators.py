@@ -30,8 +30,17 @@ from core.errors import BusUnavailable
 from core.policy import reader_of
 from core.stix import object_version
 from ingest.push import admission_for, push_objects
-from ingest.sightings import sighted_source, sighting_marking
+from ingest.sightings import (
+    FALSE_POSITIVE,
+    SIGHTING_TYPE,
+    ended_now,
+    own_false_positives,
+    sighted_source,
+    sighting_marking,
+    withdrawal_of,
+)
 from records.object_signatures import signatures_of
+from records.objects import stored_versions
 
 CSV = Annotated[list[str] | None, Query()]
 
@@ -43,6 +52,18 @@ class SightingIn(BaseModel):
     first_seen: str | None = None
     last_seen: str | None = None
     description: str | None = Field(None, max_length=4000)
+
+
+class EndIn(BaseModel):
+    """Why the caller's agency ends its own report of this record now (optional)."""
+
+    reason: str | None = Field(None, max_length=4000)
+
+
+class FalsePositiveIn(BaseModel):
+    """Why the caller's agency holds this record to be a false positive."""
+
+    reason: str = Field(min_length=1, max_length=4000)
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -152,6 +173,84 @@ def router() -> APIRouter:
         } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
         if body.description:
             obj["description"] = body.description
+        await _push(principal, svc, obj)
+        return {"accepted": True, "sighting": obj}
+
+    @r.post("/indicators/{key:path}/false-positive", status_code=202,
+            summary="Mark this indicator a false positive for your agency")  # fmt: skip
+    async def false_positive(
+        principal: Analyst,
+        svc: Svc,
+        sharing: Sharing,
+        key: str,
+        body: FalsePositiveIn,
+    ) -> dict[str, Any]:
+        view = await run_in_threadpool(
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
+        if view is None:
+            raise not_found(f"no indicator record {key!r} visible to you")
+        sighted = sighted_source(view)
+        if sighted is None:
+            raise ApiError(409, "Conflict", "the record names no indicator to sight")
+        now = format_timestamp(svc.clock.now())
+        obj: dict[str, Any] = {
+            "type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",
+            "created": now, "modified": now, "sighting_of_ref": sighted["stix_id"],
+            "count": 1, "first_seen": now, "last_seen": now,
+            "created_by_ref": principal.agency.identity_id,
+            "description": body.reason, SIGHTING_TYPE: FALSE_POSITIVE,
+        } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
+        await _push(principal, svc, obj)
+        return {"accepted": True, "sighting": obj}
+
+    @r.delete("/indicators/{key:path}/false-positive", status_code=202,
+              summary="Withdraw your agency's false-positive marks of this indicator")  # fmt: skip
+    async def withdraw_false_positive(
+        principal: Analyst, svc: Svc, sharing: Sharing, key: str
+    ) -> dict[str, Any]:
+        view = await run_in_threadpool(
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
+        marks = own_false_positives(view or {}, principal.agency.id)
+        if not marks:
+            raise not_found(f"your agency has no false-positive mark on {key!r}")
+        pairs = [(str(m["stix_id"]), object_version({"modified": m["modified"]})) for m in marks]
+        stored = await run_in_threadpool(stored_versions, svc.store, pairs)
+        if len(stored) != len(pairs):
+            raise ApiError(409, "Conflict", "the mark is not stored yet; try again shortly")
+        withdrawn = [withdrawal_of(stored[p], svc.clock.now()) for p in pairs]
+        for obj in withdrawn:
+            await _push(principal, svc, obj)
+        return {"accepted": True, "withdrawn": withdrawn}
+
+    @r.post("/indicators/{key:path}/expired", status_code=202,
+            summary="End your agency's own report of this indicator now")  # fmt: skip
+    async def expired(
+        principal: Analyst, svc: Svc, sharing: Sharing, key: str, body: EndIn
+    ) -> dict[str, Any]:
+        """MISP sighting type 2, done the STIX way: a new version with ``valid_until`` now."""
+        view = await run_in_threadpool(
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
+        own = [
+            s for s in (view or {}).get("sources") or []
+            if s.get("agency") == principal.agency.id and not s.get("revoked")
+            and str(s.get("stix_id", "")).startswith("indicator--")
+        ]  # fmt: skip
+        if not own:
+            raise not_found(f"your agency has no live report of {key!r}")
+        pairs = [(str(s["stix_id"]), object_version({"modified": s["modified"]})) for s in own]
+        stored = await run_in_threadpool(stored_versions, svc.store, pairs)
+        if len(stored) != len(pairs):
+            raise ApiError(409, "Conflict", "the report is not stored yet; try again shortly")
+        ended = [ended_now(stored[p], svc.clock.now(), body.reason) for p in pairs]
+        for obj in ended:
+            await _push(principal, svc, obj)
+        return {"accepted": True, "ended": ended}
+
+    async def _push(principal: Any, svc: Any, obj: dict[str, Any]) -> None:
+        """Push one object through the ingest path (ownership, admission, bus)."""
         rules = await run_in_threadpool(admission_for, svc)
         result = await run_in_threadpool(
             push_objects, principal, [obj], svc.bus, svc.clock, rules, str(uuid.uuid4())
@@ -160,7 +259,6 @@ def router() -> APIRouter:
             raise BusUnavailable(result.unavailable)
         if result.failures:
             raise ApiError(422, "Unprocessable", result.failures[0].message or "rejected")
-        return {"accepted": True, "sighting": obj}
 
     @r.get("/stats/indicators", summary="Indicator counts for dashboards")
     def stats(principal: ReaderRole, svc: Svc) -> dict[str, Any]:

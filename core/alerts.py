@@ -526,6 +526,34 @@ def resolve(
     return out, events
 
 
+#: ``resolution`` of an alert closed because its readers were told its indicator is benign.
+FALSE_POSITIVE_RESOLUTION = "false_positive"
+
+
+def resolve_false_positive(
+    alert: Alert, now: datetime, reason: str, trigger_id: str
+) -> Transition | None:
+    """Close an open alert whose trigger no longer holds after a false-positive sighting.
+
+    Issue #19: the readers of this version were told the indicator is a false
+    positive (MISP sighting type 1) and no rule of the alert's family fires on
+    their capped view any more. ``resolved`` notifies like any resolution; a
+    later trigger (the mark withdrawn) opens the next generation.
+    """
+    if alert["status"] != OPEN or trigger_id in alert.get("seen_triggers", []):
+        return None
+    out = copy.deepcopy(alert)
+    out["status"] = RESOLVED
+    out["resolution"] = FALSE_POSITIVE_RESOLUTION
+    out["closed_at"] = _ts(now)
+    out["updated"] = _ts(now)
+    out["seen_triggers"] = (out["seen_triggers"] + [trigger_id])[-MAX_SEEN_TRIGGERS:]
+    events = [_append(out, now, "resolved", trigger_id, resolution=FALSE_POSITIVE_RESOLUTION,
+                      by="threatbay", text=f"false positive: {reason}")]  # fmt: skip
+    _refresh_derived(out)
+    return out, events
+
+
 def comment(
     alert: Alert, agency: str, jurisdiction: str, text: str, now: datetime
 ) -> Transition | AlertError:

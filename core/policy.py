@@ -62,7 +62,7 @@ from core.errors import InvalidPattern
 from core.markings import granular_tlps, most_restrictive, normalise_tlp, red_recipients, tlp_of
 from core.patterns import PatternLimits, Test, parse_pattern
 from core.provenance import JURISDICTIONS, Provenance, Tlp
-from core.redaction import Redacted, redact_object, redact_source
+from core.redaction import Redacted, redact_note, redact_object, redact_source
 
 
 class Purpose(StrEnum):
@@ -439,6 +439,46 @@ def record_sighting_report(record: Mapping[str, Any], sighting: Mapping[str, Any
     )
 
 
+def _screen_reasons(view: dict[str, Any], reader: Reader, removed: list[str]) -> None:
+    """Screen the false-positive reasons written in another jurisdiction (in place).
+
+    A reason is a human note (DOMAIN.md "Redaction ... every human-written note that
+    crosses"): it shows in ``false_positives``, in its sighting and in the explanation.
+    """
+    screened: dict[str, str] = {}
+    for mark in view.get("false_positives") or []:
+        reason = mark.get("reason")
+        if not isinstance(reason, str) or not reason:
+            continue
+        if (
+            mark.get("agency") == reader.agency_id
+            or mark.get("jurisdiction") == reader.jurisdiction
+        ):
+            continue
+        text, kinds = redact_note(reason)
+        if kinds:
+            screened[reason] = text
+            removed.extend(f"false_positives[{mark.get('stix_id', '?')}].reason:{k}" for k in kinds)
+    if not screened:
+        return
+    view["false_positives"] = [
+        {**m, "reason": screened.get(m.get("reason"), m.get("reason"))}
+        for m in view["false_positives"]
+    ]
+    view["sightings"] = [
+        {**s, "reason": screened[s["reason"]]} if s.get("reason") in screened else s
+        for s in view.get("sightings") or []
+    ]
+    components = view.get("components")
+    if isinstance(components, dict) and isinstance(components.get("explanation"), list):
+        lines = []
+        for line in components["explanation"]:
+            for before, after in screened.items():
+                line = str(line).replace(before, after)
+            lines.append(line)
+        view["components"] = {**components, "explanation": lines}
+
+
 def _strip_agencies(value: Any, hidden: frozenset[str]) -> Any:
     if isinstance(value, dict):
         return {k: _strip_agencies(v, hidden) for k, v in value.items() if k not in hidden}
@@ -561,6 +601,8 @@ def decide_record(
     view["agencies"] = sorted(visible_agencies)
     view["jurisdictions"] = sorted({str(s.get("jurisdiction")) for s in [*sources, *sightings]})
     view["tlp"] = most_restrictive(_record_tlp(s.get("tlp")) for s in [*sources, *sightings])
+    if view.get("false_positives"):
+        _screen_reasons(view, reader, removed)
     if removed:
         # Record-level labels are the union of the live sources' labels, now redacted.
         view["labels"] = sorted(

@@ -102,7 +102,10 @@ def expires_at(view: Mapping[str, Any], below: float) -> datetime | None:
     anchor = components.get("anchor")
     tau = float(components.get("tau_days") or 0.0)
     delta = float(components.get("delta") or 0.0)
-    capped = bool(components.get("capped_by")) and WARNINGLIST_CAP < below
+    cap = components.get("cap")
+    if cap is None and components.get("capped_by"):
+        cap = WARNINGLIST_CAP
+    capped = cap is not None and float(cap) < below  # a warning list or a false positive
     if capped or base < below:
         ends.append(scored_at or parse_timestamp(str(view["first_seen"])))
     elif anchor and tau > 0 and delta > 0:

@@ -22,6 +22,8 @@ RELIABILITY_WEIGHTS: Mapping[str, float] = {
 
 #: Cap applied when a false-positive list or a private/reserved range matches.
 WARNINGLIST_CAP = 20.0
+#: Default ceiling of a view that sees a false-positive sighting (``scoring.false_positive_cap``).
+FALSE_POSITIVE_CAP = 10.0
 
 State = Literal["active", "expired", "revoked"]
 
@@ -91,6 +93,9 @@ class ScoreInput(NamedTuple):
     warninglist_hits: Sequence[str] = ()
     path: str = ""
     decay: Mapping[str, DecayRule] = DEFAULT_DECAY
+    false_positives: Sequence[str] = ()
+    """``agency: reason`` of each live false-positive sighting the view sees."""
+    false_positive_cap: float = FALSE_POSITIVE_CAP
 
 
 class Score(NamedTuple):
@@ -106,6 +111,7 @@ class Score(NamedTuple):
     state: State
     capped_by: list[str]
     explanation: list[str]
+    cap: float | None = None
 
 
 def agency_probability(report: SourceReport) -> float:
@@ -157,9 +163,11 @@ def score(data: ScoreInput) -> Score:
     explanation = [f"{agency}: p={p:.3f}" for agency, p in sorted(per_agency.items())]
     explanation.append(f"corroboration base {base:.2f} from {len(per_agency)} agencies")
 
-    def result(value: float, factor: float, state: State, capped_by: list[str]) -> Score:
+    def result(
+        value: float, factor: float, state: State, capped_by: list[str], cap: float | None = None
+    ) -> Score:
         return Score(value, base, per_agency, t_days, rule.tau_days, rule.delta, factor, state,
-                     capped_by, explanation)  # fmt: skip
+                     capped_by, explanation, cap)  # fmt: skip
 
     if data.reports and all(r.revoked for r in data.reports):
         explanation.append("every source revoked its report: score 0")
@@ -173,10 +181,20 @@ def score(data: ScoreInput) -> Score:
         f"decay {factor:.3f} after {t_days:.1f} d (tau {rule.tau_days:g} d, delta {rule.delta:g})"
     )
     capped_by = list(data.warninglist_hits)
+    cap: float | None = None
     if capped_by:
-        value = min(value, WARNINGLIST_CAP)
+        cap = WARNINGLIST_CAP
         explanation.append(f"capped at {WARNINGLIST_CAP:g}: " + ", ".join(capped_by))
-    return result(value, factor, "active", capped_by)
+    if data.false_positives:
+        # MISP sighting type 1: the view's readers were told the value is benign.
+        fp_cap = data.false_positive_cap
+        cap = fp_cap if cap is None else min(cap, fp_cap)
+        explanation.extend(
+            f"capped at {fp_cap:g}: false positive, {line}" for line in data.false_positives
+        )
+    if cap is not None:
+        value = min(value, cap)
+    return result(value, factor, "active", capped_by, cap)
 
 
 def current_score(record: dict[str, Any], now: datetime) -> float:
@@ -191,6 +209,9 @@ def current_score(record: dict[str, Any], now: datetime) -> float:
     value = decayed(
         float(components["base"]), anchor, components["tau_days"], components["delta"], now
     )
-    if components.get("capped_by"):
+    cap = components.get("cap")
+    if cap is not None:
+        value = min(value, float(cap))
+    elif components.get("capped_by"):
         value = min(value, WARNINGLIST_CAP)
     return round(value, 3)

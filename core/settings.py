@@ -128,6 +128,13 @@ class CasesSettings(BaseModel):
     """Messages per poll of the proposer and the case notifier."""
 
 
+class ScoringSettings(BaseModel):
+    """Scoring tunables (core/scoring.py, DOMAIN.md "Score")."""
+
+    false_positive_cap: float = Field(default=10.0, ge=0, le=100)
+    """Highest score of a record view that sees a false-positive sighting (issue #19)."""
+
+
 class ExportsSettings(BaseModel):
     """Blocklist exports (api/exports.py, exports/formats.py; issue #19)."""
 
@@ -342,6 +349,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     cases: CasesSettings = CasesSettings()
     exports: ExportsSettings = ExportsSettings()
+    scoring: ScoringSettings = ScoringSettings()
     api: ApiSettings = ApiSettings()
     signing: SigningSettings = SigningSettings()
     allow_insecure: bool = False

@@ -320,3 +320,9 @@ def object_id(obj: Any) -> str:
     if isinstance(obj, dict) and isinstance(obj.get("id"), str):
         return str(obj["id"])
     return ""
+
+
+#: STIX custom property saying what a sighting reports (README "False-positive feedback").
+#: Absent: the value was seen (MISP sighting type 0); ``false-positive``: MISP type 1.
+SIGHTING_TYPE = "x_threatbay_sighting_type"
+FALSE_POSITIVE = "false-positive"

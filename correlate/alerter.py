@@ -48,6 +48,7 @@ from core.alerts import (
     indicator_summary,
     open_or_update,
     remind_update_due,
+    resolve_false_positive,
     route,
 )
 from core.clock import format_timestamp, parse_timestamp
@@ -101,6 +102,16 @@ class Routed:
     opening: Trigger | None = None
 
 
+@dataclass(frozen=True)
+class Dismissal:
+    """An alert to resolve as a false positive for the readers ``tokens`` (issue #19)."""
+
+    dedup_key: str
+    tokens: frozenset[str]
+    reason: str
+    trigger_id: str
+
+
 def _trigger_key(routed: Routed) -> bytes:
     """What makes two routed triggers the same apart from their tokens."""
     return orjson.dumps(
@@ -146,7 +157,12 @@ class AlertEngine(ConsumerStage):
             for c in decoded["changes"]
         ]
 
-    def triggers_for(self, message: Incoming, dead: list[DeadLetter]) -> list[Routed]:
+    def triggers_for(
+        self,
+        message: Incoming,
+        dead: list[DeadLetter],
+        dismissals: list[Dismissal] | None = None,
+    ) -> list[Routed]:
         """Decode one message of change events and evaluate the rules on each.
 
         A message carries ``{"changes": [...]}`` (the correlator batches them,
@@ -168,7 +184,7 @@ class AlertEngine(ConsumerStage):
             if problem is not None:
                 dead.append(DeadLetter(message.key, orjson.dumps(change), problem, message))
                 continue
-            routed.extend(self._triggers_for_change(change))
+            routed.extend(self._triggers_for_change(change, dismissals))
         return routed
 
     def _tokens(self, change: dict[str, Any]) -> frozenset[str]:
@@ -190,7 +206,9 @@ class AlertEngine(ConsumerStage):
                 whole = whole - hidden
         return whole if parts.sources else frozenset()
 
-    def _triggers_for_change(self, change: dict[str, Any]) -> list[Routed]:
+    def _triggers_for_change(
+        self, change: dict[str, Any], dismissals: list[Dismissal] | None = None
+    ) -> list[Routed]:
         record = change["record"]
         kinds = list(change.get("kinds") or [])
         at = str(change.get("at") or format_timestamp(self.clock.now()))
@@ -215,6 +233,8 @@ class AlertEngine(ConsumerStage):
             )
             if change.get("cause") == "decay":  # correlate/rescore.py: no new intelligence
                 triggers = [dataclasses.replace(t, decay_only=True) for t in triggers]
+            if dismissals is not None and "false_positive" in kinds:
+                dismissals.extend(self._dismissals(record, group, triggers, trigger_id))
             for trigger in triggers:
                 if trigger.cluster is None:
                     out.append(Routed(trigger, group))
@@ -224,6 +244,29 @@ class AlertEngine(ConsumerStage):
                         for members_of, opening in self._cluster_members(trigger, group, legacy)
                     )
         return out
+
+    def _dismissals(
+        self,
+        record: dict[str, Any],
+        tokens: frozenset[str],
+        triggers: Sequence[Trigger],
+        trigger_id: str,
+    ) -> list[Dismissal]:
+        """The indicator alerts of ``record`` whose rules no longer fire on its capped view.
+
+        Only for readers who see a false-positive sighting (the change is theirs);
+        surge alerts stand: their other members still hold them.
+        """
+        marks = [f for f in record.get("false_positives") or [] if isinstance(f, dict)]
+        if not marks:
+            return []
+        reason = "; ".join(f"{m.get('agency')}: {m.get('reason') or ''}" for m in marks)
+        fired = {t.family for t in triggers if t.cluster is None}
+        families = {r.family for r in self.ruleset.rules if r.kind == "indicator"} - fired
+        return [
+            Dismissal(f"{family}|{record['key']}", tokens, reason, trigger_id)
+            for family in sorted(families)
+        ]
 
     def neighbourhood(self, queries: Sequence[SurgeQuery], at: str) -> dict[tuple[str, str], int]:
         """New records sharing a malware / campaign / intrusion set within each window
@@ -271,14 +314,49 @@ class AlertEngine(ConsumerStage):
         """Evaluate a batch of change events and apply every trigger."""
         result = EngineResult(changes=len(messages))
         by_dedup: dict[str, list[Routed]] = {}
+        dismissals: list[Dismissal] = []
         for message in messages:
-            for routed in self.triggers_for(message, result.dead):
+            for routed in self.triggers_for(message, result.dead, dismissals):
                 by_dedup.setdefault(routed.trigger.dedup_key, []).append(routed)
                 result.triggers += 1
         result.poison = len(result.dead)
         if by_dedup:
             self.apply({d: _merged(r) for d, r in by_dedup.items()}, result)
+        if dismissals:
+            self.dismiss(dismissals, result)
         return result
+
+    def dismiss(self, dismissals: Sequence[Dismissal], result: EngineResult) -> None:
+        """Resolve as ``false_positive`` the open versions the dismissals reach (forking)."""
+        now = self.clock.now()
+        by_dedup: dict[str, list[Dismissal]] = {}
+        for d in dismissals:
+            by_dedup.setdefault(d.dedup_key, []).append(d)
+        heads = self.book.heads(list(by_dedup))
+        wanted = [d for d in by_dedup if heads.get(d) is not None]
+        if not wanted:
+            return
+
+        def change(dedup: str, versions: list[Version]) -> list[Emission] | None:
+            emitted: list[Emission] = []
+            for d in by_dedup[dedup]:
+
+                def step(
+                    alert: Alert | None, tokens: frozenset[str], d: Dismissal = d
+                ) -> Transition | None:
+                    if alert is None:
+                        return None
+                    outcome = resolve_false_positive(alert, now, d.reason, d.trigger_id)
+                    if outcome is not None:
+                        self.book.stamp(*outcome)
+                    return outcome
+
+                emitted.extend(route(versions, d.tokens, step))
+            return emitted or None
+
+        pairs = self.book.commit(wanted, change)
+        result.alerts_written += len({v.key for v, _, _ in pairs})
+        result.events += sum(len(e) for _, _, e in pairs)
 
     def _cluster_members(
         self, trigger: Trigger, tokens: frozenset[str], legacy: bool = False

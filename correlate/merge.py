@@ -20,6 +20,7 @@ from core.markings import granular_tlps, most_restrictive, red_recipients, tlp_o
 from core.observables import Observable
 from core.patterns import parse_pattern
 from core.provenance import Provenance
+from core.stix import FALSE_POSITIVE, SIGHTING_TYPE
 
 Record = dict[str, Any]
 Report = dict[str, Any]
@@ -108,7 +109,18 @@ def sighting_report(obj: Mapping[str, Any], provenance: Provenance) -> Report:
         "recipients": list(red_recipients(obj)),
         "revoked": bool(obj.get("revoked", False)),
         "of": obj.get("sighting_of_ref"),
-    }
+    } | _sighting_type(obj)
+
+
+def _sighting_type(obj: Mapping[str, Any]) -> Report:
+    if obj.get(SIGHTING_TYPE) != FALSE_POSITIVE:
+        return {}
+    return {"sighting_type": FALSE_POSITIVE, "reason": _bounded_text(obj.get("description"))}
+
+
+def is_false_positive(sighting: Mapping[str, Any]) -> bool:
+    """A false-positive sighting (counter-evidence, never a sighting that raises a score)."""
+    return sighting.get("sighting_type") == FALSE_POSITIVE
 
 
 def link_report(obj: Mapping[str, Any], provenance: Provenance, field_name: str) -> Report:
@@ -267,11 +279,18 @@ def summarise(record: Record) -> None:
         shown_jurisdictions = {s["jurisdiction"] for s in sources}
     last_sighting_at: str | None = None
     sighted = False
+    false_positives: list[Report] = []
     for s in record["sightings"]:
         if s.get("revoked"):
             continue  # a withdrawn sighting counts for nothing
         stix_ids.add(s["stix_id"])
         tlps.append(s["tlp"])
+        if is_false_positive(s):
+            false_positives.append(
+                {"agency": s["agency"], "jurisdiction": s["jurisdiction"],
+                 "reason": s.get("reason"), "at": s.get("modified"), "stix_id": s["stix_id"]}
+            )  # fmt: skip
+            continue
         first, last = s["first_seen"], s["last_seen"]
         if first_seen is None or first < first_seen:
             first_seen = first
@@ -296,6 +315,7 @@ def summarise(record: Record) -> None:
     record["tlp"] = most_restrictive(tlps)
     record["labels"] = sorted(labels)
     record["sighted"] = sighted
+    record["false_positives"] = sorted(false_positives, key=lambda f: (f["agency"], f["stix_id"]))
     record["first_seen"] = first_seen
     record["last_seen"] = last_seen
     record["created_day"] = (first_seen or "")[:10] or None
@@ -314,9 +334,17 @@ def change_kinds(
         kinds.append("new_agency")
     if set(after["jurisdictions"]) - set(before.get("jurisdictions", [])):
         kinds.append("new_jurisdiction")
-    if len(after["sightings"]) > len(before.get("sightings", [])) or any(
+    fp_after = len(after.get("false_positives") or [])
+    fp_before = len(before.get("false_positives") or [])
+    if fp_after > fp_before:
+        kinds.append("false_positive")
+    elif fp_after < fp_before:
+        kinds.append("false_positive_withdrawn")
+    seen_after = [s for s in after["sightings"] if not is_false_positive(s)]
+    seen_before = [s for s in before.get("sightings", []) if not is_false_positive(s)]
+    if len(seen_after) > len(seen_before) or any(
         a.get("modified") != b.get("modified")
-        for a, b in zip(after["sightings"], before.get("sightings", []), strict=False)
+        for a, b in zip(seen_after, seen_before, strict=False)
     ):
         kinds.append("new_sighting")
     if after.get("state") == "revoked" and before.get("state") != "revoked":
@@ -336,7 +364,11 @@ def change_basis(record: Record) -> Record:
     return {
         "agencies": list(record.get("agencies", [])),
         "jurisdictions": list(record.get("jurisdictions", [])),
-        "sightings": [{"modified": s.get("modified")} for s in record.get("sightings", [])],
+        "sightings": [
+            {"modified": s.get("modified"), "sighting_type": s.get("sighting_type")}
+            for s in record.get("sightings", [])
+        ],
         "state": record.get("state"),
         "score": record.get("score"),
+        "false_positives": list(record.get("false_positives") or []),
     }

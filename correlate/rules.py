@@ -40,6 +40,7 @@ import yaml
 from core.alerts import Level, Trigger, indicator_summary
 from core.errors import ConfigurationError
 from core.provenance import JURISDICTIONS
+from core.stix import FALSE_POSITIVE
 
 FieldKind = Literal["number", "bool", "text", "list"]
 
@@ -78,6 +79,8 @@ CHANGE_KINDS = frozenset(
         "new_sighting",
         "revoked",
         "updated",
+        "false_positive",
+        "false_positive_withdrawn",
     }
 )
 SURGE_FIELDS = ("malware", "campaigns", "intrusion_sets")
@@ -488,7 +491,7 @@ def facts_of(record: Mapping[str, Any], kinds: Sequence[str]) -> dict[str, Any]:
             record.get("jurisdiction_count") or len(record.get("jurisdictions") or [])
         ),
         "agency_count": int(record.get("agency_count") or len(record.get("agencies") or [])),
-        "sighting_count": sum(int(s.get("count") or 1) for s in record.get("sightings") or []),
+        "sighting_count": sum(int(s.get("count") or 1) for s in _positive_sightings(record)),
         "sighted": bool(record.get("sighted")),
         "critical_sector": any(s in CRITICAL_SECTORS for s in sectors),
         "state": record.get("state", "active"),
@@ -509,12 +512,17 @@ def _format(template: str, values: Mapping[str, Any]) -> str:
     return template.format_map({k: values.get(k, "") for k in TITLE_FIELDS})
 
 
+def _positive_sightings(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Sightings that say the value was seen (not the false-positive ones)."""
+    return [s for s in record.get("sightings") or [] if s.get("sighting_type") != FALSE_POSITIVE]
+
+
 def _sighting_jurisdictions(record: Mapping[str, Any]) -> set[str]:
-    return {s["jurisdiction"] for s in record.get("sightings") or [] if s.get("jurisdiction")}
+    return {s["jurisdiction"] for s in _positive_sightings(record) if s.get("jurisdiction")}
 
 
 def _sighting_agencies(record: Mapping[str, Any]) -> set[str]:
-    return {s["agency"] for s in record.get("sightings") or [] if s.get("agency")}
+    return {s["agency"] for s in _positive_sightings(record) if s.get("agency")}
 
 
 def evaluate(

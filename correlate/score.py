@@ -44,8 +44,11 @@ def _when(value: Any) -> datetime | None:
 class Scorer:
     """Applies ``core.scoring`` to records, with the warninglist hits of their value."""
 
-    def __init__(self, warninglists: Any) -> None:
+    def __init__(
+        self, warninglists: Any, false_positive_cap: float = scoring.FALSE_POSITIVE_CAP
+    ) -> None:
         self.warninglists = warninglists
+        self.false_positive_cap = false_positive_cap
 
     def hits(self, record: dict[str, Any]) -> list[str]:
         found: list[str] = self.warninglists.hits(record["observable_type"], record["value"])
@@ -85,6 +88,11 @@ class Scorer:
                 last_report_at=_when(record.get("last_report_at")),
                 last_sighting_at=_when(record.get("last_sighting_at")),
                 warninglist_hits=hits,
+                false_positives=[
+                    f"{fp['agency']}: {fp.get('reason') or 'no reason given'}"
+                    for fp in record.get("false_positives") or []
+                ],
+                false_positive_cap=self.false_positive_cap,
             )
         )
         anchor = max(
@@ -108,7 +116,7 @@ class Scorer:
             "delta": result.delta,
             "decay_factor": round(result.decay_factor, 4),
             "capped_by": result.capped_by,
-            "cap": scoring.WARNINGLIST_CAP if result.capped_by else None,
+            "cap": result.cap,
             "explanation": result.explanation,
         }
         record["next_rescore_at"] = next_rescore_at(record, now)

@@ -194,7 +194,10 @@ def sighting(
         "sighting_of_ref": of,
         "count": draw(st.integers(1, 3)),
         **draw(markings(choices)),
-    }
+        # issue #19: a false-positive sighting caps the score of the views that see it
+        **draw(st.sampled_from(({}, {}, {"x_threatbay_sighting_type": "false-positive",
+                                          "description": "benign"}))),
+    }  # fmt: skip
 
 
 def relationship(

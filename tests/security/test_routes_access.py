@@ -12,7 +12,8 @@ api/audit.py, api/alerts.py, api/stream.py, api/webhooks.py, api/taxii/*):
 - TAXII reads of a collection: publisher, analyst, admin; TAXII writes and
   deletes: publisher, own inbox only;
 - indicator search/detail/lookup/stats, alert list/detail, stream: analyst,
-  dashboard, admin; sightings, alert acknowledge/resolve/comment: analyst, admin;
+  dashboard, admin; sightings, false-positive marks, alert acknowledge/resolve/comment:
+  analyst, admin;
 - admin API, audit export, trace, webhook registration, delivery retry: admin;
   delivery list: analyst, admin; ``/api/v1/me``: any authenticated caller.
 """
@@ -191,6 +192,17 @@ RULES: dict[tuple[str, str], Call] = {
     ),
     ("POST", "/api/v1/indicators/{key:path}/sightings"): Call(
         ACTOR, "/api/v1/indicators/ipv4-addr|value|198.51.100.1/sightings", json={"count": 1}
+    ),
+    ("POST", "/api/v1/indicators/{key:path}/false-positive"): Call(
+        ACTOR,
+        "/api/v1/indicators/ipv4-addr|value|198.51.100.1/false-positive",
+        json={"reason": "sinkhole"},
+    ),
+    ("POST", "/api/v1/indicators/{key:path}/expired"): Call(
+        ACTOR, "/api/v1/indicators/ipv4-addr|value|198.51.100.1/expired", json={}
+    ),
+    ("DELETE", "/api/v1/indicators/{key:path}/false-positive"): Call(
+        ACTOR, "/api/v1/indicators/ipv4-addr|value|198.51.100.1/false-positive"
     ),
     ("GET", "/api/v1/lookup"): Call(READER, "/api/v1/lookup", params={"value": "198.51.100.1"}),
     ("GET", "/api/v1/stats/indicators"): Call(READER, "/api/v1/stats/indicators"),

@@ -16,6 +16,7 @@ import pytest
 from core.scoring import (
     ScoreInput,
     SourceReport,
+    current_score,
     decay_factor,
     decayed,
     score,
@@ -159,3 +160,19 @@ def test_cap_never_raises_a_low_score() -> None:
     hits = ["misp:List of known google domains"]
     result = score(ScoreInput([hk(20)], "domain-name", NOW, warninglist_hits=hits))
     assert result.score == pytest.approx(15.0)  # 0.2 × 0.75
+
+
+def test_a_false_positive_caps_the_score_and_names_the_reason() -> None:
+    """Issue #19: the cap holds at scoring time and at read time (``current_score``)."""
+    data = ScoreInput([gd(95), hk(95)], "domain-name", NOW, last_report_at=at(1),
+                      false_positives=["hk-govcert: sinkhole"], false_positive_cap=7.5)  # fmt: skip
+    result = score(data)
+    assert result.base > 90 and result.score == 7.5 and result.cap == 7.5
+    assert "capped at 7.5: false positive, hk-govcert: sinkhole" in result.explanation
+    stored = {
+        "state": "active",
+        "score": result.score,
+        "components": {"base": result.base, "anchor": "2026-05-31T00:00:00Z", "tau_days": 300,
+                       "delta": 2.1, "capped_by": [], "cap": result.cap},
+    }  # fmt: skip
+    assert current_score(stored, NOW + timedelta(days=1)) == 7.5
