@@ -44,6 +44,10 @@ NO_RELEASE = {
     "/api/v1/alerts/{alert_id}/resolve": "state change; answers with the policy view",
     "/api/v1/alerts/{alert_id}/comments": "state change",
     "/api/v1/indicators/{key:path}/sightings": "a write through the ingest path",
+    "/api/v1/indicators/{key:path}/false-positive": "a write through the ingest path; "
+    "its effects on views: tests/e2e/test_false_positive.py",
+    "/api/v1/indicators/{key:path}/expired": "a write through the ingest path (the caller's "
+    "own reports)",
     "/api/v1/allowlist": "the caller agency's own allow-list (admin); no other agency's, ever",
     "/api/v1/stream": "streams; checked per event in tests/e2e/test_alerts_flow.py (TLP:RED)",
     "/taxii2/": "discovery",
