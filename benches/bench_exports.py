@@ -1,7 +1,7 @@
 """Export time and memory on the embedded backends (issue #19): ``plain`` and ``rpz``.
 
-Loads N indicator records (shaped as the correlator builds them:
-``correlate.merge.summarise`` + ``core.policy.record_audience``; 60 % public
+Loads N indicator records (written as the correlator writes them: merged, their
+per-reader views planned, scored and assembled by ``correlate/views.py``; 60 % public
 IPv4, 30 % domains, 10 % SHA-256; one to three sources from GD/HK/MO, some
 AMBER) straight into a fresh embedded store, then exports as ``hk-govcert``
 through ``api.exports.render`` — the code the route and the CLI run — into a
@@ -20,6 +20,7 @@ import platform
 import tempfile
 import time
 import tracemalloc
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ from core import names
 from core.access import Agency
 from core.allowlist import AllowList
 from core.clock import FakeClock
-from core.policy import reader_for, record_audience
+from core.policy import reader_for
 from core.ports import Put
 from core.settings import Settings
-from correlate.merge import summarise
-from threatbay.bootstrap import Services, build
+from correlate.views import assemble, plan_record
+from records.books import records_of
+from records.views import Materialise, materialise
+from threatbay.bootstrap import Services, build, correlator_for
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 SOURCES = (("hk-govcert", "HK"), ("gd-cac", "GD"), ("mo-caric", "MO"), ("hk-police", "HK"))
@@ -72,24 +75,39 @@ def record(
     rec: dict[str, Any] = {"key": f"{kind}|{path}|{value}", "observable_type": kind, "path": path,
                            "value": value, "sources": sources, "sightings": [], "malware": [],
                            "campaigns": [], "intrusion_sets": []}  # fmt: skip
-    summarise(rec)
-    rec.update(score=70.0, base=70.0, state="active", warninglist_hits=[], components={},
-               last_activity=rec["last_seen"])  # fmt: skip
-    combo = tuple((s["agency"], s["jurisdiction"], s["tlp"]) for s in sources) + (kind,)
-    if combo not in audience:
-        audience[combo] = record_audience(services.sharing, rec)
-    rec["audience"] = audience[combo]
     return rec
 
 
 def load(services: Services, lo: int, hi: int, audience: dict[tuple[Any, ...], list[str]]) -> None:
+    """Records ``lo``..``hi`` written as the correlator writes them: merged, their per-reader
+    views planned and scored (correlate/views.py), the record document and its partial views."""
+    worker = correlator_for(services)
+    audiences = worker.audiences.current()
+    now = services.clock.now()
     for start in range(lo, hi, 2000):
-        batch = range(start, min(hi, start + 2000))
-        puts = [
-            Put(r["key"], r, blind=True) for r in (record(i, audience, services) for i in batch)
-        ]
+        puts: list[Put] = []
+        partials: list[Materialise] = []
+        for i in range(start, min(hi, start + 2000)):
+            rec = record(i, audience, services)
+            plan = plan_record(rec, None, audiences, worker.scorer, worker.agency_profile, now,
+                               stamp=_ts(now))  # fmt: skip
+            doc = assemble(plan, audiences, 1)
+            puts.append(Put(doc["key"], doc, blind=True))
+            if doc["views"]:
+                partials.append(Materialise(doc["key"], 1, tuple(doc["views"]), ()))
         services.store.put_many(names.INDEX_INDICATORS, puts)
+        materialise(services.store, partials)
     services.store.refresh(names.INDEX_INDICATORS)
+
+
+def register(services: Services) -> None:
+    """The reporting agencies and the reader, so the views know their audiences."""
+    registry = records_of(services).agencies
+    for agency_id, jurisdiction in SOURCES:
+        if agency_id != READER.id:
+            identity = f"identity--{uuid.uuid5(uuid.NAMESPACE_DNS, agency_id)}"
+            registry.add_agency(Agency(agency_id, agency_id, jurisdiction, identity))
+    registry.add_agency(READER)
 
 
 class Sink:
@@ -136,6 +154,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         services = build(Settings(data_dir=Path(tmp)), clock=FakeClock(T0 + timedelta(days=1)))
         audience: dict[tuple[Any, ...], list[str]] = {}
+        register(services)
         loaded = 0
         try:
             print(f"{'records':>9} {'format':>6} {'rows':>8} {'MB out':>7} {'wall s':>7} "
