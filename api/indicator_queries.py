@@ -32,9 +32,10 @@ SORTS = {
     "last_seen": (Sort("last_seen", "desc"), Sort("key")),
     "first_seen": (Sort("first_seen", "desc"), Sort("key")),
     "corroboration": (Sort("agency_count", "desc"), Sort("score", "desc"), Sort("key")),
-    # Key order only, so paging through everything stays linear (api/exports.py reads
-    # whole views this way).
-    "key": (Sort("key"),),
+    # The store's own key order: every page walks the primary key from the cursor on, so
+    # reading all of a reader's records stays linear (api/exports.py reads whole views so;
+    # ordering by the ``key`` field instead re-sorted every match on each embedded page).
+    "key": (),
 }
 #: After the record key in a store cursor: above every document key of that record
 #: (``<key>`` and ``<key>#<hex>``), so "after" means after the record, whichever its document.
@@ -114,8 +115,10 @@ def search_indicators(
     """
     after = None
     if cursor:
-        values = decode_cursor(cursor, arity=len(SORTS[sort]))
-        after = (*values, f"{values[-1]}{_PAST_RECORD}")
+        # The cursor holds the sort values, the last being the record key; in key order
+        # (no sort fields) just the record key. "After" is past every document of that record.
+        values = decode_cursor(cursor, arity=len(SORTS[sort]) or 1)
+        after = (*values[: len(SORTS[sort])], f"{values[-1]}{_PAST_RECORD}")
     page = store.search(
         names.INDEX_INDICATORS,
         Query(
@@ -130,7 +133,11 @@ def search_indicators(
         view = shown(_decide(policy, reader, hit.doc, purpose), now)
         if view is not None:
             items.append(view)
-    next_cursor = encode_cursor(page.hits[-1].cursor[:-1]) if page.more and page.hits else None
+    next_cursor = None
+    if page.more and page.hits:
+        last = page.hits[-1]
+        values = last.cursor[:-1] if SORTS[sort] else (str(last.doc.get("key") or last.key),)
+        next_cursor = encode_cursor(values)
     return items, next_cursor
 
 
