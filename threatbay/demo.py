@@ -52,7 +52,7 @@ from core.access import Agency, bearer_token
 from core.alerts import Level
 from core.clock import format_timestamp
 from core.errors import ThreatBayError
-from core.ports import Query
+from core.ports import Query, Term
 from core.settings import Settings
 from core.webhook_signing import (
     HEADER_DELIVERY,
@@ -64,6 +64,7 @@ from core.webhook_signing import (
 )
 from records.agencies import AgencyExists
 from records.books import records_of
+from records.deliveries import PENDING
 from threatbay import demo_data
 from threatbay.bootstrap import Services, build
 
@@ -374,6 +375,20 @@ def push_over_taxii(base_url: str, key: AgencyKey, objects: list[dict[str, Any]]
     return int(status.success_count)
 
 
+def deliveries_settled(services: Services) -> bool:
+    """No webhook delivery is waiting or being sent: the clock may jump.
+
+    A delivery signed just before a jump of the simulated clock would reach the
+    receiver after it and be refused as stale (the receiver checks freshness on
+    the same clock), so the demo lets deliveries finish first.
+    """
+    services.store.refresh(names.INDEX_DELIVERIES)
+    page = services.store.search(
+        names.INDEX_DELIVERIES, Query(filters=(Term("state", (PENDING,)),), limit=1)
+    )
+    return not page.hits
+
+
 def _all(services: Services, index: str) -> list[dict[str, Any]]:
     """Records (not their per-reader views) or alerts (the version most readers have)."""
     services.store.refresh(index)
@@ -480,6 +495,7 @@ def run_scenario(
         result.acknowledged = (ack.agency.jurisdiction, ack.agency.id)
         mark("acknowledged")
 
+        wait_for("the deliveries in flight", lambda: deliveries_settled(services), deadline)
         clock.advance(OVERDUE_STEP)
         result.clock_offset = clock.offset
         book = records_of(services).alerts
@@ -867,6 +883,7 @@ def run_incident_scenario(
         )
         call(hk, "POST", f"/{case}/entities", {"aware_at": format_timestamp(now),
              "operator_type": "ci-operator", "serious": True})  # fmt: skip
+        wait_for("the deliveries in flight", lambda: deliveries_settled(services), deadline)
         clock.advance(timedelta(hours=1, minutes=1))
         services.store.refresh(names.INDEX_CASES)
         respond_tick(responder)
