@@ -155,25 +155,13 @@ def router() -> APIRouter:
     async def sighting(
         principal: Analyst, svc: Svc, books: Books, sharing: Sharing, key: str, body: SightingIn
     ) -> dict[str, Any]:
-        view = await run_in_threadpool(
-            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
-        )
-        if view is None:
-            raise not_found(f"no indicator record {key!r} visible to you")
-        sighted = sighted_source(view)
-        if sighted is None:
-            raise ApiError(409, "Conflict", "the record names no indicator to sight")
         now = format_timestamp(svc.clock.now())
-        obj: dict[str, Any] = {
-            "type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",
-            "created": now, "modified": now, "sighting_of_ref": sighted["stix_id"],
-            "count": body.count, "first_seen": body.first_seen or now,
-            "last_seen": body.last_seen or body.first_seen or now,
-            "created_by_ref": principal.agency.identity_id,
-        } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
+        first = body.first_seen or now
+        fields: dict[str, Any] = {"count": body.count, "first_seen": first,
+                                  "last_seen": body.last_seen or first}  # fmt: skip
         if body.description:
-            obj["description"] = body.description
-        await _push(principal, svc, obj)
+            fields["description"] = body.description
+        obj = await _sighting(principal, svc, sharing, key, fields)
         return {"accepted": True, "sighting": obj}
 
     @r.post("/indicators/{key:path}/false-positive", status_code=202,
@@ -185,23 +173,10 @@ def router() -> APIRouter:
         key: str,
         body: FalsePositiveIn,
     ) -> dict[str, Any]:
-        view = await run_in_threadpool(
-            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
-        )
-        if view is None:
-            raise not_found(f"no indicator record {key!r} visible to you")
-        sighted = sighted_source(view)
-        if sighted is None:
-            raise ApiError(409, "Conflict", "the record names no indicator to sight")
         now = format_timestamp(svc.clock.now())
-        obj: dict[str, Any] = {
-            "type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",
-            "created": now, "modified": now, "sighting_of_ref": sighted["stix_id"],
-            "count": 1, "first_seen": now, "last_seen": now,
-            "created_by_ref": principal.agency.identity_id,
-            "description": body.reason, SIGHTING_TYPE: FALSE_POSITIVE,
-        } | sighting_marking(sighted, principal.agency.id)  # fmt: skip
-        await _push(principal, svc, obj)
+        fields = {"count": 1, "first_seen": now, "last_seen": now,
+                  "description": body.reason, SIGHTING_TYPE: FALSE_POSITIVE}  # fmt: skip
+        obj = await _sighting(principal, svc, sharing, key, fields)
         return {"accepted": True, "sighting": obj}
 
     @r.delete("/indicators/{key:path}/false-positive", status_code=202,
@@ -209,19 +184,12 @@ def router() -> APIRouter:
     async def withdraw_false_positive(
         principal: Analyst, svc: Svc, sharing: Sharing, key: str
     ) -> dict[str, Any]:
-        view = await run_in_threadpool(
-            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
-        )
-        marks = own_false_positives(view or {}, principal.agency.id)
+        marks = own_false_positives(await _view(principal, svc, sharing, key), principal.agency.id)
         if not marks:
             raise not_found(f"your agency has no false-positive mark on {key!r}")
-        pairs = [(str(m["stix_id"]), object_version({"modified": m["modified"]})) for m in marks]
-        stored = await run_in_threadpool(stored_versions, svc.store, pairs)
-        if len(stored) != len(pairs):
-            raise ApiError(409, "Conflict", "the mark is not stored yet; try again shortly")
-        withdrawn = [withdrawal_of(stored[p], svc.clock.now()) for p in pairs]
-        for obj in withdrawn:
-            await _push(principal, svc, obj)
+        stored = await _stored(svc, marks, "the mark")
+        withdrawn = [withdrawal_of(obj, svc.clock.now()) for obj in stored]
+        await _push(principal, svc, withdrawn)
         return {"accepted": True, "withdrawn": withdrawn}
 
     @r.post("/indicators/{key:path}/expired", status_code=202,
@@ -230,30 +198,57 @@ def router() -> APIRouter:
         principal: Analyst, svc: Svc, sharing: Sharing, key: str, body: EndIn
     ) -> dict[str, Any]:
         """MISP sighting type 2, done the STIX way: a new version with ``valid_until`` now."""
-        view = await run_in_threadpool(
-            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
-        )
         own = [
-            s for s in (view or {}).get("sources") or []
+            s for s in (await _view(principal, svc, sharing, key)).get("sources") or []
             if s.get("agency") == principal.agency.id and not s.get("revoked")
             and str(s.get("stix_id", "")).startswith("indicator--")
         ]  # fmt: skip
         if not own:
             raise not_found(f"your agency has no live report of {key!r}")
-        pairs = [(str(s["stix_id"]), object_version({"modified": s["modified"]})) for s in own]
-        stored = await run_in_threadpool(stored_versions, svc.store, pairs)
-        if len(stored) != len(pairs):
-            raise ApiError(409, "Conflict", "the report is not stored yet; try again shortly")
-        ended = [ended_now(stored[p], svc.clock.now(), body.reason) for p in pairs]
-        for obj in ended:
-            await _push(principal, svc, obj)
+        stored = await _stored(svc, own, "the report")
+        ended = [ended_now(obj, svc.clock.now(), body.reason) for obj in stored]
+        await _push(principal, svc, ended)
         return {"accepted": True, "ended": ended}
 
-    async def _push(principal: Any, svc: Any, obj: dict[str, Any]) -> None:
-        """Push one object through the ingest path (ownership, admission, bus)."""
+    async def _view(principal: Any, svc: Any, sharing: Any, key: str) -> dict[str, Any]:
+        """The caller's view of the record under ``key`` (empty when it sees none)."""
+        view = await run_in_threadpool(
+            indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
+        )
+        return view or {}
+
+    async def _sighting(
+        principal: Any, svc: Any, sharing: Any, key: str, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Push the caller's sighting (``fields``) of the indicator the record names."""
+        view = await _view(principal, svc, sharing, key)
+        if not view:
+            raise not_found(f"no indicator record {key!r} visible to you")
+        sighted = sighted_source(view)
+        if sighted is None:
+            raise ApiError(409, "Conflict", "the record names no indicator to sight")
+        now = format_timestamp(svc.clock.now())
+        obj: dict[str, Any] = {
+            "type": "sighting", "spec_version": "2.1", "id": f"sighting--{uuid.uuid4()}",
+            "created": now, "modified": now, "sighting_of_ref": sighted["stix_id"],
+            "created_by_ref": principal.agency.identity_id,
+        } | fields | sighting_marking(sighted, principal.agency.id)  # fmt: skip
+        await _push(principal, svc, [obj])
+        return obj
+
+    async def _stored(svc: Any, entries: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+        """The stored STIX versions the view's ``entries`` name (409 until all are stored)."""
+        pairs = [(str(e["stix_id"]), object_version({"modified": e["modified"]})) for e in entries]
+        stored = await run_in_threadpool(stored_versions, svc.store, pairs)
+        if len(stored) != len(pairs):
+            raise ApiError(409, "Conflict", f"{what} is not stored yet; try again shortly")
+        return [stored[p] for p in pairs]
+
+    async def _push(principal: Any, svc: Any, objs: list[dict[str, Any]]) -> None:
+        """Push objects in one envelope through the ingest path (ownership, admission, bus)."""
         rules = await run_in_threadpool(admission_for, svc)
         result = await run_in_threadpool(
-            push_objects, principal, [obj], svc.bus, svc.clock, rules, str(uuid.uuid4())
+            push_objects, principal, objs, svc.bus, svc.clock, rules, str(uuid.uuid4())
         )
         if result.unavailable is not None:
             raise BusUnavailable(result.unavailable)
