@@ -48,6 +48,10 @@ _TOPIC_AUTHORIZATION_FAILED = 29
 _UNKNOWN_TOPIC = 3
 
 
+#: How often a consumer refreshes its metadata (kafka-python's default is 5 minutes).
+METADATA_MAX_AGE_MS = 5_000
+
+
 class Secret(str):
     """A password that never shows in a repr (kafka-python logs its whole config at DEBUG)."""
 
@@ -345,6 +349,9 @@ class KafkaBus:
                 heartbeat_interval_ms=max(100, session // 3),
                 request_timeout_ms=max(self._timeout_ms, session + 5000),
                 check_crcs=False,
+                # A member that joined before it knew the topic's partitions is assigned none
+                # and rejoins only on its next metadata refresh: every 5 s, not every 5 min.
+                metadata_max_age_ms=METADATA_MAX_AGE_MS,
                 fetch_max_bytes=MAX_MESSAGE_BYTES * 5,
                 max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
             )

@@ -326,3 +326,37 @@ def test_lag_counts_what_the_group_has_not_committed(
 
 def test_lag_of_a_topic_nobody_published_to_is_zero(make_bus: BusFactory, group: str) -> None:
     assert make_bus().lag("tb-contract-never-created-topic", group).lag == 0
+
+
+@pytest.mark.kafka
+def test_a_member_is_assigned_partitions_the_operator_adds(kafka_bootstrap: str) -> None:
+    """Partitions added to a topic (scaling out) reach the group within seconds, not minutes.
+
+    The same refresh heals a member that joined before it knew its topic's
+    partitions and was assigned none (kafka-python refreshes every 5 min by default).
+    """
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.admin import NewPartitions
+
+    from backends.kafka_bus import KafkaBus
+
+    topic, group = f"tb-contract-{uuid.uuid4().hex[:12]}", f"tb-group-{uuid.uuid4().hex[:12]}"
+    bus = KafkaBus(kafka_bootstrap, KAFKA_TEST_SETTINGS)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        consumer = bus.consumer(topic, group)
+        bus.publish(topic, _messages(3))
+        assert len(_drain(consumer, 3)) == 3
+        admin.create_partitions({topic: NewPartitions(total_count=5)})
+        admin.wait_for_topics([topic])
+        for partition in (3, 4):
+            producer.send(topic, key=b"k", value=f"new-{partition}".encode(), partition=partition)
+        producer.flush()
+        got = _drain(consumer, 2, timeout_s=30.0)
+        consumer.close()
+        assert _values(got) == {b"new-3", b"new-4"}
+    finally:
+        producer.close()
+        admin.close()
+        bus.close()

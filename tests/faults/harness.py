@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import re
 import signal
 import ssl
 import subprocess
@@ -168,6 +169,13 @@ def free_port() -> int:
 # ------------------------------------------------------------------ stage processes
 
 
+#: Log lines worth printing when a fault scenario fails (its stage logs stay on disk too).
+NOTABLE = re.compile(
+    r"===== start|ERROR|CRITICAL|Traceback|crashed|Error:|WARNING (?!elastic_transport)"
+    r"|newly assigned partitions|Successfully joined|consuming"
+)
+
+
 class Stage:
     """One ``threatbay <stage>`` subprocess that can be SIGKILLed and started again."""
 
@@ -209,6 +217,15 @@ class Stage:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def notable(self, limit: int = 40) -> list[str]:
+        """The lines of its log that explain a failure: starts, crashes, errors, assignments."""
+        lines = [
+            f"{self.name}: {line[:400]}"
+            for line in self.log_text().splitlines()
+            if NOTABLE.search(line) and not line.startswith("    ")
+        ]
+        return lines[-limit:]
 
     def wait_for_log(self, text: str, timeout_s: float = 90.0) -> None:
         """Wait until the current run has written ``text`` (e.g. its start-up banner)."""
@@ -590,6 +607,10 @@ class Platform:
             if not self.missing_alerts():
                 return
             time.sleep(0.5)
+
+    def diagnosis(self) -> str:
+        """What each stage logged that matters, for a failed scenario's report."""
+        return "\n".join(line for stage in self.stages.values() for line in stage.notable())
 
     def missing_alerts(self) -> list[str]:
         covered = {k for a in self._all(INDEX_ALERTS) for k in a.get("indicator_keys", [])}

@@ -27,6 +27,8 @@ def finish(p: Platform, scenario: str, restarted_at: float, threads: list[Pusher
     report = p.report(scenario, recovery)
     report.drain_s = max(0.0, restarted_at + recovery - load_end) if recovery >= 0 else -1.0
     print(report.line())
+    if report.lost or report.doubled or report.alerts_lost or report.alerts_duplicated:
+        print(p.diagnosis())  # why: each stage's starts, crashes, errors and assignments
     assert report.accepted > 0, "no object was accepted at all"
     assert report.lost == 0, report.line()
     assert report.doubled == 0, report.line()
