@@ -3,6 +3,10 @@
 (full-stack-fastapi-template ``app/api/deps.py``.) Routes declare what they
 need — ``principal: Analyst, svc: Svc, books: Books`` — and never reach into
 ``request.app.state`` themselves.
+
+A dependency that only reads ``app.state`` is ``async def``: FastAPI runs a plain
+``def`` dependency in its thread pool, one hand-off per dependency per request,
+which cost a lookup more than the store read (benches/bench_api_scale.py).
 """
 
 from __future__ import annotations
@@ -19,21 +23,21 @@ from records.books import Records, records_of
 from respond.service import Responder
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def _records(request: Request) -> Records:
+async def _records(request: Request) -> Records:
     return records_of(request.app.state.services)
 
 
-def _sharing(request: Request) -> SharingPolicy:
+async def _sharing(request: Request) -> SharingPolicy:
     sharing: SharingPolicy = request.app.state.sharing_policy
     return sharing
 
 
-def _responder(request: Request) -> Responder:
+async def _responder(request: Request) -> Responder:
     found: Responder | None = getattr(request.app.state, "responder", None)
     if found is None:
         services: Services = request.app.state.services
