@@ -43,6 +43,9 @@ from records.object_signatures import signatures_of
 from records.objects import stored_versions
 
 CSV = Annotated[list[str] | None, Query()]
+#: How old an allow-list read may be for lookup and detail annotations (one search saved per
+#: request; this process's own changes apply at once, another API process's within this).
+ANNOTATE_S = 2.0
 
 
 class SightingIn(BaseModel):
@@ -130,7 +133,8 @@ def router() -> APIRouter:
             raise not_found(f"no indicator record {key!r} visible to you")
         with_signatures(svc.store, view)
         books.audit.record_access(principal, "indicators.read", [view])
-        return with_allowlist_hits(view, books.allowlists.allow_list(principal.agency.id))
+        allow = books.allowlists.allow_list(principal.agency.id, ANNOTATE_S)
+        return with_allowlist_hits(view, allow)
 
     @r.get(
         "/lookup",
@@ -145,7 +149,7 @@ def router() -> APIRouter:
         value: Annotated[str, Query(min_length=1, max_length=4096)],
     ) -> Response:
         answer = lookup(svc.store, sharing, reader_of(principal), value, svc.clock.now())
-        allow = books.allowlists.allow_list(principal.agency.id)
+        allow = books.allowlists.allow_list(principal.agency.id, ANNOTATE_S)
         answer["records"] = [with_allowlist_hits(r, allow) for r in answer["records"]]
         books.audit.record_access(principal, "indicators.lookup", answer["records"])
         return FastJSON(answer)

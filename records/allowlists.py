@@ -11,6 +11,7 @@ increases exactly when its content changes.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 from core.allowlist import AllowEntry, AllowList, Kind
@@ -43,6 +44,8 @@ class AllowListBook:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        #: agency -> (monotonic time read, its matcher), for reads that accept ``max_age_s``.
+        self._recent: dict[str, tuple[float, AllowList]] = {}
 
     def entries(self, agency_id: str) -> list[dict[str, Any]]:
         """Every stored entry of ``agency_id`` (documents, oldest first)."""
@@ -62,9 +65,22 @@ class AllowListBook:
                 return sorted(docs, key=lambda d: (d.get("added_at", ""), d["id"]))
             after = page.hits[-1].cursor
 
-    def allow_list(self, agency_id: str) -> AllowList:
-        """The matcher of ``agency_id``'s list (read now; an empty list matches nothing)."""
-        return AllowList.of(_entry_of(d) for d in self.entries(agency_id))
+    def allow_list(self, agency_id: str, max_age_s: float = 0.0) -> AllowList:
+        """The matcher of ``agency_id``'s list (an empty list matches nothing).
+
+        Read now by default (exports, webhooks). A caller that only annotates what it
+        shows (lookup, detail) may accept a list read up to ``max_age_s`` ago by this
+        process; this process's own ``add``/``remove`` take effect at once, another
+        process's within ``max_age_s``. It saves a search per request.
+        """
+        if max_age_s > 0:
+            recent = self._recent.get(agency_id)
+            if recent is not None and time.monotonic() - recent[0] < max_age_s:
+                return recent[1]
+        read_at = time.monotonic()
+        matcher = AllowList.of(_entry_of(d) for d in self.entries(agency_id))
+        self._recent[agency_id] = (read_at, matcher)
+        return matcher
 
     def add(self, agency_id: str, entries: list[AllowEntry], by: str) -> list[dict[str, Any]]:
         """Add ``entries`` (an entry already there is kept as it is); the stored documents."""
@@ -89,12 +105,14 @@ class AllowListBook:
             raise AllowListFull(f"an agency keeps at most {MAX_ENTRIES} allow-list entries")
         self.store.put_many(INDEX_ALLOWLISTS, [Put(k, docs[k], blind=True) for k in new])
         self.store.refresh(INDEX_ALLOWLISTS)
+        self._recent.pop(agency_id, None)
         return [docs[k] for k in docs]
 
     def remove(self, agency_id: str, entry: AllowEntry) -> bool:
         """Remove one entry of ``agency_id``; False when it was not there."""
         gone = self.store.delete(INDEX_ALLOWLISTS, _entry_key(agency_id, entry.kind, entry.normal))
         self.store.refresh(INDEX_ALLOWLISTS)
+        self._recent.pop(agency_id, None)
         return gone
 
     # ---------------------------------------------------------------- export serials

@@ -298,6 +298,13 @@ def test_allow_list_is_the_agencys_own_and_takes_effect(world: World) -> None:
                             params={"kind": "suffix", "value": "example.net"})  # fmt: skip
     assert r.status_code == 200
     assert "shared-c2.example.net" in world.export("ops", "plain", type="domain-name").text
+    # Detail annotations may reuse a recent read of the list, never one older than a change.
+    url = "/api/v1/indicators/domain-name|value|shared-c2.example.net"
+    entry = {"kind": "suffix", "value": "example.net"}
+    assert world.client.post("/api/v1/allowlist", headers=ops, json={"entries": [entry]}).is_success
+    assert world.client.get(url, headers=ops).json()["allowlist_hits"] == ["suffix:example.net"]
+    assert world.client.delete("/api/v1/allowlist", headers=ops, params=entry).is_success
+    assert "allowlist_hits" not in world.client.get(url, headers=ops).json()
 
 
 def test_an_alert_all_on_an_agencys_allow_list_is_not_sent_to_it(world: World) -> None:
