@@ -268,9 +268,23 @@ class ConsumerStage:
                 handled.dead.append(self.dead_letter(unit, bad.reason))
         return handled
 
-    def drain(self, consumer: Consumer, idle_polls: int = 2) -> int:
-        """Process until the topic has been empty for ``idle_polls`` polls (tests, replay)."""
-        return drain_until_idle(lambda: self.step(consumer, timeout_s=0.2), idle_polls)
+    def drain(self, consumer: Consumer, idle_polls: int = 2, *, settle_s: float = 60.0) -> int:
+        """Process until the group has nothing left to do (tests, benches, replay).
+
+        Until the topic has been empty for ``idle_polls`` polls *and* the group's lag
+        on it is 0, for at most ``settle_s`` more once it is quiet: an empty poll
+        alone does not mean done — a member may have joined with no partitions yet
+        (it rejoins at its next metadata refresh), or a fetch may be slow.
+        """
+
+        def step() -> int:
+            return self.step(consumer, timeout_s=0.2)
+
+        total = drain_until_idle(step, idle_polls)
+        deadline = time.monotonic() + settle_s
+        while self.bus.lag(self.topic, self.group).lag > 0 and time.monotonic() < deadline:
+            total += drain_until_idle(step, 1)
+        return total
 
     def _health(self) -> StageHealth:
         if self.health is None:
