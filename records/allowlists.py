@@ -46,6 +46,8 @@ class AllowListBook:
         self.clock = clock
         #: agency -> (monotonic time read, its matcher), for reads that accept ``max_age_s``.
         self._recent: dict[str, tuple[float, AllowList]] = {}
+        #: Bumped by every add/remove: a read that overlapped a change is not kept.
+        self._changes = 0
 
     def entries(self, agency_id: str) -> list[dict[str, Any]]:
         """Every stored entry of ``agency_id`` (documents, oldest first)."""
@@ -77,9 +79,10 @@ class AllowListBook:
             recent = self._recent.get(agency_id)
             if recent is not None and time.monotonic() - recent[0] < max_age_s:
                 return recent[1]
-        read_at = time.monotonic()
+        read_at, changes = time.monotonic(), self._changes
         matcher = AllowList.of(_entry_of(d) for d in self.entries(agency_id))
-        self._recent[agency_id] = (read_at, matcher)
+        if changes == self._changes:
+            self._recent[agency_id] = (read_at, matcher)
         return matcher
 
     def add(self, agency_id: str, entries: list[AllowEntry], by: str) -> list[dict[str, Any]]:
@@ -105,15 +108,19 @@ class AllowListBook:
             raise AllowListFull(f"an agency keeps at most {MAX_ENTRIES} allow-list entries")
         self.store.put_many(INDEX_ALLOWLISTS, [Put(k, docs[k], blind=True) for k in new])
         self.store.refresh(INDEX_ALLOWLISTS)
-        self._recent.pop(agency_id, None)
+        self._forget(agency_id)
         return [docs[k] for k in docs]
 
     def remove(self, agency_id: str, entry: AllowEntry) -> bool:
         """Remove one entry of ``agency_id``; False when it was not there."""
         gone = self.store.delete(INDEX_ALLOWLISTS, _entry_key(agency_id, entry.kind, entry.normal))
         self.store.refresh(INDEX_ALLOWLISTS)
-        self._recent.pop(agency_id, None)
+        self._forget(agency_id)
         return gone
+
+    def _forget(self, agency_id: str) -> None:
+        self._changes += 1
+        self._recent.pop(agency_id, None)
 
     # ---------------------------------------------------------------- export serials
 
