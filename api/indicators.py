@@ -25,9 +25,11 @@ from api.indicator_queries import (
     lookup,
     search_indicators,
 )
+from core.access import Principal
 from core.clock import format_timestamp
 from core.errors import BusUnavailable
-from core.policy import reader_of
+from core.policy import SharingPolicy, reader_of
+from core.services import Services
 from core.stix import object_version
 from ingest.push import admission_for, push_objects
 from ingest.sightings import (
@@ -214,7 +216,9 @@ def router() -> APIRouter:
         await _push(principal, svc, ended)
         return {"accepted": True, "ended": ended}
 
-    async def _view(principal: Any, svc: Any, sharing: Any, key: str) -> dict[str, Any]:
+    async def _view(
+        principal: Principal, svc: Services, sharing: SharingPolicy, key: str
+    ) -> dict[str, Any]:
         """The caller's view of the record under ``key`` (empty when it sees none)."""
         view = await run_in_threadpool(
             indicator_detail, svc.store, sharing, reader_of(principal), key, svc.clock.now()
@@ -222,7 +226,11 @@ def router() -> APIRouter:
         return view or {}
 
     async def _sighting(
-        principal: Any, svc: Any, sharing: Any, key: str, fields: dict[str, Any]
+        principal: Principal,
+        svc: Services,
+        sharing: SharingPolicy,
+        key: str,
+        fields: dict[str, Any],
     ) -> dict[str, Any]:
         """Push the caller's sighting (``fields``) of the indicator the record names."""
         view = await _view(principal, svc, sharing, key)
@@ -240,7 +248,9 @@ def router() -> APIRouter:
         await _push(principal, svc, [obj])
         return obj
 
-    async def _stored(svc: Any, entries: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+    async def _stored(
+        svc: Services, entries: list[dict[str, Any]], what: str
+    ) -> list[dict[str, Any]]:
         """The stored STIX versions the view's ``entries`` name (409 until all are stored)."""
         pairs = [(str(e["stix_id"]), object_version({"modified": e["modified"]})) for e in entries]
         stored = await run_in_threadpool(stored_versions, svc.store, pairs)
@@ -248,7 +258,7 @@ def router() -> APIRouter:
             raise ApiError(409, "Conflict", f"{what} is not stored yet; try again shortly")
         return [stored[p] for p in pairs]
 
-    async def _push(principal: Any, svc: Any, objs: list[dict[str, Any]]) -> None:
+    async def _push(principal: Principal, svc: Services, objs: list[dict[str, Any]]) -> None:
         """Push objects in one envelope through the ingest path (ownership, admission, bus)."""
         rules = await run_in_threadpool(admission_for, svc)
         result = await run_in_threadpool(
